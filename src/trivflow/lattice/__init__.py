@@ -1,0 +1,39 @@
+"""2D (any-d) φ⁴ lattice theory as pure JAX functions: action, force, observables, free theory."""
+
+from . import conventions, free
+from .geometry import checkerboard_mask
+from .observables import (
+    correlation_length,
+    default_plateau,
+    effective_mass,
+    g0,
+    magnetization,
+    phi4_observables,
+    slice_averages,
+    zero_momentum_correlator,
+)
+from .phi4 import free_action, hopping_sum, phi4_action, phi4_force
+from .presets import LINE_OF_CONSTANT_PHYSICS, preset
+from .theory import Phi4Theory, validate_theory
+
+__all__ = [
+    "LINE_OF_CONSTANT_PHYSICS",
+    "Phi4Theory",
+    "checkerboard_mask",
+    "conventions",
+    "correlation_length",
+    "default_plateau",
+    "effective_mass",
+    "free",
+    "free_action",
+    "g0",
+    "hopping_sum",
+    "magnetization",
+    "phi4_action",
+    "phi4_force",
+    "phi4_observables",
+    "preset",
+    "slice_averages",
+    "validate_theory",
+    "zero_momentum_correlator",
+]

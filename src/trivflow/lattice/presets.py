@@ -1,0 +1,31 @@
+"""The line of constant physics ξ = L/4 at λ = 0.5 (physics.md §3)."""
+
+from __future__ import annotations
+
+from .theory import Phi4Theory
+
+#: L → β on the line ξ = L/4, λ = 0.5. L = 18 and 40 are approximate in the paper
+#: (marked ≈ there); a β-tuning tool refines them.
+LINE_OF_CONSTANT_PHYSICS: dict[int, float] = {
+    6: 0.537,
+    8: 0.576,
+    10: 0.601,
+    12: 0.616,
+    14: 0.626,
+    16: 0.634,
+    18: 0.641,
+    20: 0.645,
+    40: 0.666,
+    80: 0.677,
+}
+
+
+def preset(name: str) -> Phi4Theory:
+    """The theory of a preset name ``"L16"`` etc. (2D, λ = 0.5)."""
+    try:
+        L = int(name.removeprefix("L"))
+        beta = LINE_OF_CONSTANT_PHYSICS[L]
+    except (ValueError, KeyError):
+        known = ", ".join(f"L{L}" for L in LINE_OF_CONSTANT_PHYSICS)
+        raise ValueError(f"unknown lattice preset {name!r}; known presets: {known}") from None
+    return Phi4Theory(L=L, d=2, beta=beta, lam=0.5)
