@@ -1,0 +1,29 @@
+"""Hamiltonian Monte Carlo: integrators, the kernel as pure functions, the multi-chain driver."""
+
+from .driver import ChainResult, random_positions, run_chains, validate_run_args
+from .integrators import INTEGRATORS, OMELYAN_LAMBDA, get_integrator, kinetic_energy, leapfrog, omelyan
+from .kernel import DIVERGENCE_THRESHOLD, HMCInfo, HMCKernel, HMCState, build_kernel
+from .phi4 import phi4_kernel, phi4_measure, phi4_params, phi4_potential, phi4_value_and_grad
+
+__all__ = [
+    "DIVERGENCE_THRESHOLD",
+    "INTEGRATORS",
+    "OMELYAN_LAMBDA",
+    "ChainResult",
+    "HMCInfo",
+    "HMCKernel",
+    "HMCState",
+    "build_kernel",
+    "get_integrator",
+    "kinetic_energy",
+    "leapfrog",
+    "omelyan",
+    "phi4_kernel",
+    "phi4_measure",
+    "phi4_params",
+    "phi4_potential",
+    "phi4_value_and_grad",
+    "random_positions",
+    "run_chains",
+    "validate_run_args",
+]
