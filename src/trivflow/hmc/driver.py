@@ -199,7 +199,7 @@ def run_chains(
         :class:`ChainResult` with NumPy series of shape ``(num_chains, num_meas, ...)``.
     """
     validate_run_args(step_size, num_traj, num_therm, meas_every, chunk_size)
-    positions = jnp.asarray(positions)
+    positions = jnp.array(positions, copy=True)  # the driver donates its buffers: never the caller's
     num_chains = positions.shape[0]
     if chain_keys is None:
         chain_keys = jax.random.split(key, num_chains)

@@ -1,0 +1,29 @@
+"""Hydra entry point: ``python -m trivflow.run [overrides]`` or the ``trivflow`` console script.
+
+Only composes the config and calls :func:`trivflow.experiment.run` with the Hydra output
+directory; everything else is library code usable without Hydra.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from .config import register_configs
+
+register_configs()
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    from .experiment import run
+
+    logging.getLogger("jax").setLevel(logging.WARNING)  # backend probing is noise for users
+    run(cfg, HydraConfig.get().runtime.output_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Summarise a sampler run into the ``runs.<name>`` block of results.json (design.md §5).
+
+Every error is a Γ-method error (physics.md §8) over all chains as replicas; derived
+quantities (ξ, the connected susceptibility) use Wolff's linearised error propagation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .analysis import derived, gamma_method
+from .hmc.driver import ChainResult
+from .lattice.observables import default_plateau, effective_mass
+from .lattice.theory import Phi4Theory
+
+
+def xi_from_means(means: np.ndarray, plateau: tuple[int, int]) -> float:
+    """ξ = 1/m̄ from the vector of means ``[c(0), …, c(L/2), M]``.
+
+    C(t) = ⟨c(t)⟩ − ⟨M⟩² is the connected correlator; m̄ the mean of m_eff(t) over the
+    plateau. Returns NaN when the effective mass is undefined (noise-dominated C).
+    """
+    c = means[:-1] - means[-1] ** 2
+    t_min, t_max = plateau
+    m = effective_mass(c)[t_min - 1 : t_max]
+    m_bar = np.mean(m)
+    return float(1.0 / m_bar) if np.isfinite(m_bar) and m_bar > 0 else float("nan")
+
+
+def correlation_length(correlator: np.ndarray, magnetization: np.ndarray, L: int,
+                       plateau: tuple[int, int] | None = None, s_tau: float = 4.0):
+    """ξ with its Γ-method error from per-chain series ``c(t)`` (R, N, L/2+1) and ``M`` (R, N).
+
+    Returns None for L < 4, where no effective mass is defined.
+    """
+    if L < 4:
+        return None
+    plateau = plateau or default_plateau(L)
+    data = [correlator[..., t] for t in range(correlator.shape[-1])] + [magnetization]
+    return derived(lambda means: xi_from_means(np.asarray(means), plateau), data, s_tau=s_tau)
+
+
+def _pair(result) -> list[float | None]:
+    return [_num(result.mean), _num(result.err)]
+
+
+def _num(x) -> float | None:
+    """JSON-safe float: NaN/inf become null so that results.json stays valid JSON."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def summarize_phi4_run(result: ChainResult, theory: Phi4Theory, *, sampler: str,
+                       s_tau: float = 4.0, plateau: tuple[int, int] | None = None) -> dict:
+    """The results.json block of one φ⁴ run: acceptance, ⟨e^{−ΔH}⟩, observables, τ_int.
+
+    Observables, each ``[mean, err]``: M2, absM, chi = V⟨M²⟩, chi_connected = V(⟨M²⟩ − ⟨M⟩²),
+    G0, xi. τ_int in units of trajectories (measurements × meas_every), each
+    ``[tau, err, window]``, for M, absM, M2.
+    """
+    obs = result.observables
+    V = theory.volume
+    m, abs_m, m2, g0 = (gamma_method(obs[k], s_tau=s_tau) for k in ("M", "absM", "M2", "G0"))
+    chi_conn = derived(lambda a: V * (a[1] - a[0] ** 2), [obs["M"], obs["M2"]], s_tau=s_tau)
+    xi = correlation_length(obs["C"], obs["M"], theory.L, plateau, s_tau)
+    emdh = gamma_method(np.exp(-result.delta_H), s_tau=s_tau)
+    every = result.meas_every
+    tau = {name: [_num(r.tau_int * every), _num(r.tau_int_err * every), int(r.window * every)]
+           for name, r in (("M", m), ("absM", abs_m), ("M2", m2))}
+    return {
+        "sampler": sampler,
+        "num_chains": result.num_chains,
+        "num_traj": result.num_traj,
+        "num_therm": result.num_therm,
+        "meas_every": every,
+        "acceptance": result.acceptance,
+        "num_divergent": int(np.sum(result.divergent)),
+        "exp_minus_dH": _pair(emdh),
+        "observables": {
+            "M": _pair(m),
+            "M2": _pair(m2),
+            "absM": _pair(abs_m),
+            "chi": [_num(V * m2.mean), _num(V * m2.err)],
+            "chi_connected": _pair(chi_conn),
+            "G0": _pair(g0),
+            "xi": _pair(xi) if xi is not None else [None, None],
+        },
+        "tau_int": tau,
+        "s_tau": s_tau,
+        "seconds": result.seconds,
+        "therm_seconds": result.therm_seconds,
+        "compile_seconds": result.compile_seconds,
+        "traj_per_second": result.traj_per_second,
+    }
