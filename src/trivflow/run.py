@@ -7,6 +7,7 @@ directory; everything else is library code usable without Hydra.
 from __future__ import annotations
 
 import logging
+import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -22,7 +23,11 @@ def main(cfg: DictConfig) -> None:
     from .experiment import run
 
     logging.getLogger("jax").setLevel(logging.WARNING)  # backend probing is noise for users
-    run(cfg, HydraConfig.get().runtime.output_dir)
+    try:
+        run(cfg, HydraConfig.get().runtime.output_dir)
+    except ValueError as err:  # bad input: a clear one-line message, not a traceback
+        logging.getLogger("trivflow").error("%s", err)
+        sys.exit(f"trivflow: error: {err}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,39 @@
+"""Normalizing flows for 2D lattice fields (physics.md §4).
+
+Convention: the generator g maps the trivial variable z to the field, φ = g(z) ("forward");
+``log_det`` is always log|det ∂out/∂in| of the call direction. Everything acts on ONE
+configuration of shape ``(L0, L1)`` with even extents; vmap at the edge.
+"""
+
+from .api import (
+    FLOW_REGISTRY,
+    FlowConfig,
+    build_flow,
+    compose,
+    flow_forward,
+    flow_inverse,
+    num_params,
+    registry_flow,
+    split_flow,
+)
+from .checkerboard import check_lattice_shape
+from .layers import ACTIVATIONS, ODD_ACTIVATIONS, AffineCoupling, Compose, Conditioner, GlobalRescaling
+
+__all__ = [
+    "ACTIVATIONS",
+    "FLOW_REGISTRY",
+    "ODD_ACTIVATIONS",
+    "AffineCoupling",
+    "Compose",
+    "Conditioner",
+    "FlowConfig",
+    "GlobalRescaling",
+    "build_flow",
+    "check_lattice_shape",
+    "compose",
+    "flow_forward",
+    "flow_inverse",
+    "num_params",
+    "registry_flow",
+    "split_flow",
+]

@@ -1,0 +1,121 @@
+"""Entry point and configuration: composition, validation before compute, the results.json contract."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+import trivflow
+from trivflow.config import register_configs, validate
+from trivflow.experiment import run
+
+CONF = str(Path(trivflow.__file__).parent / "conf")
+TINY = ["sampler.num_chains=2", "sampler.num_traj=200", "sampler.num_therm=10", "progress=false"]
+register_configs()
+
+
+def compose_cfg(overrides):
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        return compose(config_name="config", overrides=overrides)
+
+
+def test_default_config_is_the_small_l8_job():
+    cfg = compose_cfg([])
+    assert (cfg.lattice.L, cfg.lattice.beta, cfg.lattice.lam) == (8, 0.576, 0.5)
+    assert cfg.sampler.name == "hmc" and cfg.precision == "float64"
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml")))
+def test_every_experiment_composes_and_runs_with_tiny_overrides(experiment, tmp_path):
+    cfg = compose_cfg([f"experiment={experiment}", *TINY])
+    results = run(cfg, tmp_path)
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["experiment"] == experiment == results["experiment"]
+    assert set(on_disk["lattice"]) == {"L", "d", "beta", "lam"}
+    hmc = on_disk["runs"]["hmc"]
+    for key in ("sampler", "num_chains", "num_traj", "acceptance", "exp_minus_dH", "observables",
+                "tau_int", "seconds", "traj_per_second"):
+        assert key in hmc, key
+    assert set(hmc["observables"]) >= {"M2", "absM", "chi", "G0", "xi"}
+    assert set(hmc["tau_int"]) == {"M", "absM", "M2"}
+    assert len(hmc["tau_int"]["M"]) == 3 and hmc["num_traj"] == 200
+    assert 0.0 < hmc["acceptance"] <= 1.0
+
+
+def test_free_preset_and_meas_every(tmp_path):
+    cfg = compose_cfg(["lattice=free", "sampler.meas_every=2", *TINY])
+    results = run(cfg, tmp_path)
+    assert results["lattice"]["lam"] == 0.0
+    assert results["runs"]["hmc"]["meas_every"] == 2
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["lattice.L=1"], "lattice.L must be an integer >= 2, got L=1"),
+        (["lattice.lam=-0.5"], "lattice.lam must be >= 0.*lam=-0.5"),
+        (["lattice.lam=0", "lattice.beta=0.6"], "lattice.beta=0.6 with lam=0 is unstable"),
+        (["sampler.traj_length=0"], "sampler.traj_length=0.0 is invalid"),
+        (["sampler.traj_length=-1"], "sampler.traj_length=-1.0 is invalid"),
+        (["sampler.num_steps=0"], "sampler.num_steps=0 is invalid"),
+        (["sampler.num_traj=0"], "sampler.num_traj must be an integer >= 1, got num_traj=0"),
+        (["sampler.num_chains=0"], "sampler.num_chains=0 is invalid"),
+        (["sampler.num_therm=-3"], "num_therm=-3"),
+        (["sampler.integrator=euler"], "sampler.integrator='euler' is invalid"),
+        (["precision=float16"], "precision='float16' is invalid"),
+        (["analysis.s_tau=0"], "analysis.s_tau=0.0 is invalid"),
+        (["analysis.plateau=[3,9]"], r"analysis.plateau=\[3, 9\] is invalid"),
+    ],
+)
+def test_bad_values_fail_before_compute_naming_key_and_value(overrides, message):
+    cfg = compose_cfg(overrides)
+    with pytest.raises(ValueError, match=message):
+        validate(cfg)
+
+
+def test_wrong_type_fails_at_composition():
+    with pytest.raises(ConfigCompositionException, match="lattice.L=big") as info:
+        compose_cfg(["lattice.L=big"])
+    assert isinstance(info.value.__cause__, ValidationError)
+    assert "could not be converted to Integer" in str(info.value.__cause__)
+
+
+def test_unknown_lattice_preset_fails_at_composition():
+    with pytest.raises(ConfigCompositionException, match="L17"):
+        compose_cfg(["lattice=L17"])
+
+
+def _cli(args, cwd):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, "-m", "trivflow.run", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_writes_results_in_the_hydra_run_dir(tmp_path):
+    proc = _cli([*TINY, "lattice=L6", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["lattice"]["L"] == 6
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").exists()
+
+
+def test_cli_bad_input_exits_nonzero_with_a_one_line_message(tmp_path):
+    proc = _cli(["lattice.L=1", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert proc.returncode != 0
+    assert "trivflow: error: lattice.L must be an integer >= 2, got L=1" in proc.stderr
+    assert not (tmp_path / "run" / "results.json").exists()
+    proc = _cli(["lattice=L17"], tmp_path)
+    assert proc.returncode != 0 and "L17" in proc.stderr
+
+
+def test_cli_help_lists_groups(tmp_path):
+    proc = _cli(["--help"], tmp_path)
+    assert proc.returncode == 0
+    assert "lattice: L10" in proc.stdout.replace(",", "") or "lattice:" in proc.stdout
+    assert "sampler" in proc.stdout
