@@ -65,7 +65,7 @@ def summarize_phi4_run(result: ChainResult, theory: Phi4Theory, *, sampler: str,
     m, abs_m, m2, g0 = (gamma_method(obs[k], s_tau=s_tau) for k in ("M", "absM", "M2", "G0"))
     chi_conn = derived(lambda a: V * (a[1] - a[0] ** 2), [obs["M"], obs["M2"]], s_tau=s_tau)
     xi = correlation_length(obs["C"], obs["M"], theory.L, plateau, s_tau)
-    emdh = gamma_method(np.exp(-result.delta_H), s_tau=s_tau)
+    emdh = None if result.delta_H is None else gamma_method(np.exp(-result.delta_H), s_tau=s_tau)
     every = result.meas_every
     tau = {name: [_num(r.tau_int * every), _num(r.tau_int_err * every), int(r.window * every)]
            for name, r in (("M", m), ("absM", abs_m), ("M2", m2))}
@@ -77,7 +77,7 @@ def summarize_phi4_run(result: ChainResult, theory: Phi4Theory, *, sampler: str,
         "meas_every": every,
         "acceptance": result.acceptance,
         "num_divergent": int(np.sum(result.divergent)),
-        "exp_minus_dH": _pair(emdh),
+        "exp_minus_dH": _pair(emdh) if emdh is not None else [None, None],
         "observables": {
             "M": _pair(m),
             "M2": _pair(m2),

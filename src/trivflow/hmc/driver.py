@@ -40,15 +40,16 @@ class ChainResult:
     Attributes:
         observables: name → array of shape ``(num_chains, num_meas, ...)``.
         delta_H, accepted, acceptance_prob, divergent: shape ``(num_chains, num_traj)``,
-            the measurement phase only (thermalization excluded).
+            the measurement phase only (thermalization excluded); ``delta_H`` and
+            ``accepted`` are ``None`` for samplers without one Metropolis step (NUTS).
         final_state: the batched :class:`HMCState` after the last trajectory.
         seconds: wall time of the measurement phase (compilation excluded).
         therm_seconds, compile_seconds: wall time of thermalization and of compilation.
     """
 
     observables: dict[str, np.ndarray]
-    delta_H: np.ndarray
-    accepted: np.ndarray
+    delta_H: np.ndarray | None
+    accepted: np.ndarray | None
     acceptance_prob: np.ndarray
     divergent: np.ndarray
     final_state: HMCState
@@ -63,8 +64,9 @@ class ChainResult:
 
     @property
     def acceptance(self) -> float:
-        """Fraction of accepted trajectories over all chains (measurement phase)."""
-        return float(np.mean(self.accepted))
+        """Fraction of accepted trajectories over all chains (measurement phase); for
+        samplers without a single accept step (NUTS) the mean acceptance probability."""
+        return float(np.mean(self.accepted if self.accepted is not None else self.acceptance_prob))
 
     @property
     def traj_per_second(self) -> float:
