@@ -19,10 +19,10 @@ def sample_phi4(theory, num_chains, num_traj, num_therm, seed=0):
 def test_correlation_length_on_the_line_of_constant_physics_at_l8():
     """ξ(L = 8, β = 0.576, λ = 0.5) = L/4 = 2.
 
-    The paper quotes β to three digits; δβ = 0.0005 moves ξ by ≈ 0.5 % here, so the
-    comparison allows 3σ (statistical) plus that 1 % systematic.
+    A long run (64 chains × 40 000 trajectories) gives ξ = 1.9997(47) with the default
+    plateau t ∈ [2, 3]; this shorter one must agree with 2 within 3σ.
     """
     res = sample_phi4(lattice.preset("L8"), num_chains=32, num_traj=10000, num_therm=500)
     xi = correlation_length(res.observables["C"], res.observables["M"], 8)
     assert xi.err < 0.03, xi
-    assert abs(xi.mean - 2.0) < 3 * xi.err + 0.02, (xi.mean, xi.err)
+    assert abs(xi.mean - 2.0) < 3 * xi.err, (xi.mean, xi.err)
