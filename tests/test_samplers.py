@@ -9,7 +9,7 @@ from numpyro.infer.hmc_util import velocity_verlet
 from trivflow import hmc, lattice
 from trivflow.analysis import gamma_method
 from trivflow.lattice import free
-from trivflow.samplers import run_nuts
+from trivflow.samplers import run_imh, run_nuts
 
 FREE = lattice.Phi4Theory(L=6, d=2, beta=0.45, lam=0.0)
 
@@ -48,3 +48,44 @@ def test_nuts_rejects_bad_counts():
     with pytest.raises(ValueError, match="num_samples=0"):
         run_nuts(jax.random.key(0), hmc.phi4_potential, jnp.zeros((1, 4, 4)), hmc.phi4_params(FREE),
                  num_warmup=10, num_samples=0)
+
+
+def gaussian_proposal(sigma, theory):
+    """Proposals z ~ N(0, σ²) per site with w = log r(z) + S(z), for the free theory."""
+    V = theory.volume
+
+    def propose(key, params):
+        z = sigma * jax.random.normal(key, theory.shape)
+        log_r = -0.5 * jnp.sum(z * z) / sigma**2 - 0.5 * V * jnp.log(2 * jnp.pi * sigma**2)
+        return z, log_r + hmc.phi4_potential(z, params)
+
+    return propose
+
+
+def test_independence_mh_is_exact_for_a_mismatched_proposal():
+    theory = lattice.Phi4Theory(L=4, d=2, beta=0.3, lam=0.0)
+    res = run_imh(jax.random.key(0), gaussian_proposal(0.85, theory), hmc.phi4_params(theory), num_chains=8,
+                  num_steps=6000, batch_size=1500, measure_fn=hmc.phi4_measure, progress=False)
+    assert res.observables["G0"].shape == (8, 6000)
+    assert 0.1 < res.acceptance < 0.9  # a genuinely imperfect proposal
+    phi2 = gamma_method(res.observables["G0"])
+    chi = gamma_method(theory.volume * res.observables["M2"])
+    assert abs(phi2.mean - free.phi2(4, 2, 0.3)) < 4 * phi2.err and phi2.err < 0.01
+    assert abs(chi.mean - free.chi(4, 2, 0.3)) < 4 * chi.err
+
+
+def test_independence_mh_accepts_everything_with_the_exact_density():
+    """With q = p (the exact free-theory Gaussian) every proposal is accepted."""
+    theory = lattice.Phi4Theory(L=4, d=2, beta=0.3, lam=0.0)
+    a_hat = free.dispersion(4, 2, 0.3)
+    log_z = free.log_z(4, 2, 0.3)
+
+    def propose(key, params):
+        noise = jnp.fft.fftn(jax.random.normal(key, theory.shape))
+        z = jnp.real(jnp.fft.ifftn(noise / jnp.sqrt(a_hat)))  # covariance A⁻¹
+        s = hmc.phi4_potential(z, params)
+        return z, (-s - log_z) + s  # log q = −S − log Z
+
+    res = run_imh(jax.random.key(1), propose, hmc.phi4_params(theory), num_chains=2, num_steps=200,
+                  measure_fn=hmc.phi4_measure, progress=False)
+    assert res.acceptance == 1.0

@@ -1,5 +1,6 @@
-"""Samplers beyond plain HMC: NUTS (NumPyro) and, with flows, independence Metropolis–Hastings."""
+"""Samplers beyond plain HMC: NUTS (NumPyro) and independence Metropolis–Hastings."""
 
+from .imh import run_imh
 from .nuts import run_nuts
 
-__all__ = ["run_nuts"]
+__all__ = ["run_imh", "run_nuts"]
