@@ -33,13 +33,20 @@ def correlation_length(correlator: np.ndarray, magnetization: np.ndarray, L: int
                        plateau: tuple[int, int] | None = None, s_tau: float = 4.0):
     """ξ with its Γ-method error from per-chain series ``c(t)`` (R, N, L/2+1) and ``M`` (R, N).
 
-    Returns None for L < 4, where no effective mass is defined.
+    Returns None where ξ is undefined: L < 4 (no effective mass), or a correlator whose
+    plateau is noise (arccosh argument < 1), as in very short runs.
     """
     if L < 4:
         return None
     plateau = plateau or default_plateau(L)
     data = [correlator[..., t] for t in range(correlator.shape[-1])] + [magnetization]
-    return derived(lambda means: xi_from_means(np.asarray(means), plateau), data, s_tau=s_tau)
+    means = np.array([np.mean(a) for a in data])
+    if not np.isfinite(xi_from_means(means, plateau)):
+        return None
+    try:
+        return derived(lambda m: xi_from_means(np.asarray(m), plateau), data, s_tau=s_tau)
+    except ValueError:  # f non-finite within a finite-difference step: ξ at the edge of definition
+        return None
 
 
 def _pair(result) -> list[float | None]:

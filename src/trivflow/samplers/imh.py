@@ -130,3 +130,22 @@ def run_imh(
         therm_seconds=0.0,
         compile_seconds=0.0,
     )
+
+
+def flow_proposal(flow_fn: Callable, prior, potential_fn: Callable) -> Callable:
+    """Proposals φ′ = g(z′), z′ ~ r, with w = log r(z′) − log|det J_g(z′)| + U(φ′).
+
+    Args:
+        flow_fn: ``(flow_params, z) -> (phi, log_det)`` on one configuration.
+        prior: a :class:`trivflow.priors.Prior` of the sampling lattice's shape.
+        potential_fn: ``(phi, theory_params) -> S``.
+    Returns:
+        ``propose(key, params)`` with ``params = {"flow": ..., "theory": ...}``.
+    """
+
+    def propose(key, params):
+        z = prior.sample(key, 1)[0]
+        phi, log_det = flow_fn(params["flow"], z)
+        return phi, prior.log_prob(z) - log_det + potential_fn(phi, params["theory"])
+
+    return propose
