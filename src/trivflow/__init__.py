@@ -6,6 +6,6 @@ Subpackages: ``lattice`` (φ⁴ physics), ``hmc`` (integrators, kernels, multi-c
 
 __version__ = "0.1.0"
 
-from . import analysis, hmc, lattice  # noqa: E402
+from . import analysis, flows, hmc, lattice, priors, samplers, training  # noqa: E402
 
-__all__ = ["analysis", "hmc", "lattice", "__version__"]
+__all__ = ["analysis", "flows", "hmc", "lattice", "priors", "samplers", "training", "__version__"]

@@ -154,7 +154,7 @@ def _validate_flow(c, theory: Phi4Theory) -> None:
     if c.prior.name not in PRIORS:
         _fail("prior.name", c.prior.name, f"one of {list(PRIORS)}")
     if f.checkpoint is None:
-        for key, value, minimum in (("train.steps", t.steps, 1), ("train.batch_size", t.batch_size, 1),
+        for key, value, minimum in (("train.steps", t.steps, 1), ("train.batch_size", t.batch_size, 2),
                                     ("train.log_every", t.log_every, 1)):
             if value < minimum:
                 _fail(key, value, f"an integer >= {minimum}")

@@ -148,7 +148,8 @@ def run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: b
                         target_accept_prob=s.target_accept, progress=progress)
     params = {"flow": flow.params, "theory": theory_params}
     if name == "fhmc":
-        kernel = fhmc_kernel(flow.forward, hmc.phi4_potential, num_steps=s.num_steps, integrator=s.integrator)
+        kernel = fhmc_kernel(flow.forward, hmc.phi4_potential, num_steps=s.num_steps, integrator=s.integrator,
+                             force_fn=hmc.phi4_force_fn)
         measure = pulled_back_measure(flow.forward, hmc.phi4_measure)
         return hmc.run_chains(key_run, kernel, positions, params, measure_fn=measure, **hmc_args)
     if name == "imh":

@@ -8,15 +8,18 @@ Typical use::
     z, log_det_inv = flow_inverse(graphdef, params, phi)
 
 ``flow_forward``/``flow_inverse`` are pure functions of ``params`` (an ``nnx.State`` pytree of
-arrays): pass ``params`` as a jit argument and vmap over configurations at the edge, e.g.
-``jax.vmap(flow_forward, (None, None, 0))`` is not needed — close over ``graphdef`` (static)
-and vmap over ``z`` only.
+arrays): pass ``params`` as a jit argument (never close over it), close over ``graphdef``
+(static, hashable) and vmap over configurations at the edge::
+
+    @jax.jit
+    def push(params, z_batch):
+        return jax.vmap(lambda z: flow_forward(graphdef, params, z))(z_batch)
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -46,7 +49,8 @@ class FlowConfig:
 
     Attributes (the ``flow.*`` config keys):
         kernel_size: odd k ≥ 1 for every coupling layer, or one odd k per layer
-            (a sequence of length ``num_layers``). The paper: 3.
+            (a sequence of length ``num_layers``). The paper: 3. (k = 1 is valid but cannot
+            connect the two halves: such a coupling is the identity.)
         num_layers: number of affine coupling layers (≥ 1). The paper: 1.
         hidden_channels: channels of the hidden conv layers of each conditioner; ``()``
             (the paper) is a single 1 → 2 convolution.
@@ -242,13 +246,11 @@ def num_params(params) -> int:
 
 #: Named flow variants (name → :func:`build_flow` kwargs), exercised by the test suite.
 FLOW_REGISTRY: dict[str, dict[str, Any]] = {
-    "minimal_k3": dict(kernel_size=3),
+    "minimal_k3": dict(kernel_size=3),  # the paper's flow, 37 parameters
     "minimal_k5": dict(kernel_size=5),
-    "layers2_k3": dict(kernel_size=3, num_layers=2, seed=1),
-    "layers2_k3_k5": dict(kernel_size=(3, 5), num_layers=2, seed=2),
-    "hidden4_k3": dict(kernel_size=3, hidden_channels=(4,), seed=3),
-    "hidden3x3_softsign": dict(kernel_size=3, hidden_channels=(3, 3), activation="softsign", seed=4),
-    "hidden4_silu": dict(kernel_size=3, hidden_channels=(4,), activation="silu", seed=5),
+    "layers2_k3_k5": dict(kernel_size=(3, 5), num_layers=2, seed=2),  # per-layer kernel sizes
+    "hidden2x2_softsign": dict(kernel_size=3, hidden_channels=(2, 2), activation="softsign", seed=4),  # 2 hidden layers
+    "hidden4_silu": dict(kernel_size=3, hidden_channels=(4,), activation="silu", seed=5),  # not Z₂-odd
 }
 
 

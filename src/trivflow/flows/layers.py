@@ -24,18 +24,32 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .checkerboard import ALL_BLOCKS, HALF_A, HALF_B, Block, block_conv, check_lattice_shape, from_blocks, to_blocks
+from .checkerboard import (
+    ALL_BLOCKS,
+    HALF_A,
+    HALF_B,
+    Block,
+    block_conv,
+    check_lattice_shape,
+    circular_conv,
+    from_blocks,
+    to_blocks,
+)
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 #: name → activation. Only the odd ones (:data:`ODD_ACTIVATIONS`) keep g Z₂-equivariant.
+#: Written with lax/jnp primitives (``jax.nn`` wraps each in its own ``jit``, which costs a
+#: compilation per shape when flows run eagerly).
 ACTIVATIONS = {
     "tanh": jnp.tanh,
-    "softsign": jax.nn.soft_sign,
-    "hard_tanh": jax.nn.hard_tanh,
+    "softsign": lambda x: x / (1.0 + jnp.abs(x)),
+    "hard_tanh": lambda x: jnp.clip(x, -1.0, 1.0),
     "identity": lambda x: x,
-    "relu": jax.nn.relu,
-    "leaky_relu": jax.nn.leaky_relu,
-    "silu": jax.nn.silu,
-    "gelu": jax.nn.gelu,
+    "relu": lambda x: jnp.maximum(x, 0.0),
+    "leaky_relu": lambda x: jnp.where(x >= 0, x, 0.01 * x),
+    "silu": lambda x: x * jax.lax.logistic(x),
+    "gelu": lambda x: 0.5 * x * (1.0 + jnp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))),  # tanh approx.
 }
 ODD_ACTIVATIONS = frozenset({"tanh", "softsign", "hard_tanh", "identity"})
 
@@ -53,6 +67,12 @@ class Conditioner(nnx.Module):
 
     Kernels have shape ``(k, k, c_in, c_out)`` and act in the cross-correlation convention
     ``out[x] = Σ_{ij} K[i,j] in[x + (i − k//2, j − k//2)]`` with periodic wrap-around.
+
+    Evaluation: the minimal conditioner runs in the 2×2 block representation
+    (:func:`~trivflow.flows.checkerboard.block_conv`): only the (k² − 1)/2 odd-parity taps can
+    connect the two halves (the even ones, e.g. the centre, see zeros and get zero gradient,
+    though they are counted in 4k² + 1), and tanh is evaluated on the target half only.
+    Conditioners with hidden layers use one full-lattice ``lax.conv`` per layer.
     """
 
     def __init__(
@@ -90,16 +110,23 @@ class Conditioner(nnx.Module):
         Returns:
             ``(s, t)``, each block → ``(h, w)``.
         """
+        out_act = ACTIVATIONS[self.output_activation]
+        if len(self.kernels) == 1:
+            # minimal conditioner: odd-parity taps only, evaluated on the target half only
+            x = block_conv(self.kernels[0][...], {b: [v] for b, v in source.items()}, targets)
+            return {b: out_act(v[0]) for b, v in x.items()}, {b: out_act(v[1]) for b, v in x.items()}
+        # hidden layers live on the whole lattice: one lax.conv per layer (unrolled per-tap
+        # arithmetic across several layers makes XLA duplicate work, and compile for minutes)
         act = ACTIVATIONS[self.activation]
-        x = {b: v[None] for b, v in source.items()}
+        ref = next(iter(source.values()))
+        zeros = jnp.zeros_like(ref)
+        x = from_blocks({b: source.get(b, zeros) for b in ALL_BLOCKS})[..., None]
         n = len(self.kernels)
         for layer, kernel in enumerate(self.kernels):
-            last = layer == n - 1
-            x = block_conv(kernel[...], x, targets if last else ALL_BLOCKS)
-            if not last:
-                x = {b: act(v) for b, v in x.items()}
-        out_act = ACTIVATIONS[self.output_activation]
-        return {b: out_act(v[0]) for b, v in x.items()}, {b: out_act(v[1]) for b, v in x.items()}
+            x = circular_conv(x, kernel[...])
+            x = out_act(x) if layer == n - 1 else act(x)
+        s, t = to_blocks(x[..., 0]), to_blocks(x[..., 1])
+        return {b: s[b] for b in targets}, {b: t[b] for b in targets}
 
 
 def _update_half(cond: Conditioner, blocks, source, targets, *, inverse: bool):

@@ -3,7 +3,8 @@
 from .driver import ChainResult, random_positions, run_chains, validate_run_args
 from .integrators import INTEGRATORS, OMELYAN_LAMBDA, get_integrator, kinetic_energy, leapfrog, omelyan
 from .kernel import DIVERGENCE_THRESHOLD, HMCInfo, HMCKernel, HMCState, build_kernel
-from .phi4 import phi4_kernel, phi4_measure, phi4_params, phi4_potential, phi4_value_and_grad
+from .flowed import fhmc_kernel, pulled_back_measure, pulled_back_potential, pulled_back_value_and_grad
+from .phi4 import phi4_force_fn, phi4_kernel, phi4_measure, phi4_params, phi4_potential, phi4_value_and_grad
 
 __all__ = [
     "DIVERGENCE_THRESHOLD",
@@ -14,6 +15,11 @@ __all__ = [
     "HMCKernel",
     "HMCState",
     "build_kernel",
+    "fhmc_kernel",
+    "phi4_force_fn",
+    "pulled_back_measure",
+    "pulled_back_potential",
+    "pulled_back_value_and_grad",
     "get_integrator",
     "kinetic_energy",
     "leapfrog",

@@ -36,3 +36,8 @@ def phi4_kernel(num_steps: int, integrator: str = "leapfrog") -> HMCKernel:
     return build_kernel(
         phi4_potential, num_steps=num_steps, integrator=integrator, value_and_grad_fn=phi4_value_and_grad
     )
+
+
+def phi4_force_fn(phi, params):
+    """∂S/∂φ for ``params = {"beta", "lam"}`` (the analytic force, for FHMC's VJP seed)."""
+    return phi4_force(phi, params["beta"], params["lam"])

@@ -1,0 +1,173 @@
+"""Flow checkpoints: parameters with orbax, plus the JSON of the config that built the flow.
+
+Layout of a checkpoint directory ``path``::
+
+    path/flow_config.json   FlowConfig keys (kernel_size, num_layers, …) + metadata, e.g.
+                            "lattice": {"L": 8, "d": 2, "beta": 0.576, "lam": 0.5}
+    path/params/            orbax StandardCheckpointer: flat {"layers.0.net_b.kernels.0": array, …}
+
+Loading rebuilds the flow from the JSON and fills its parameters, checking names and shapes,
+so a checkpoint restores on any even L (the parameters do not depend on L).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from ..flows.api import FlowConfig, split_flow
+from ..flows.checkerboard import check_lattice_shape
+
+CONFIG_FILE = "flow_config.json"
+PARAMS_DIR = "params"
+#: keys allowed in a flow config besides the FlowConfig fields (stored verbatim).
+METADATA_KEYS = ("lattice", "name", "prior", "train", "checkpoint", "notes")
+
+
+def _flatten(params) -> tuple[dict[str, Any], Any]:
+    pure = nnx.to_pure_dict(params)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(pure)
+    names = [".".join(str(getattr(k, "key", k)) for k in path) for path, _ in leaves]
+    return dict(zip(names, (leaf for _, leaf in leaves))), treedef
+
+
+def _jsonable(value):
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(value, (str, bytes))):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _normalise_config(flow_config: Mapping[str, Any] | FlowConfig) -> tuple[FlowConfig, dict[str, Any]]:
+    if isinstance(flow_config, FlowConfig):
+        cfg, meta = flow_config, {}
+    else:
+        cfg = FlowConfig.from_dict(flow_config, ignore=METADATA_KEYS)
+        meta = {k: flow_config[k] for k in METADATA_KEYS if k in flow_config}
+    full = {**cfg.to_dict(), **_jsonable(meta)}
+    return cfg, full
+
+
+def save_flow(path, params, flow_config: Mapping[str, Any] | FlowConfig, *, overwrite: bool = False) -> Path:
+    """Write ``params`` (orbax) and ``flow_config`` (JSON) to the directory ``path``.
+
+    Args:
+        path: checkpoint directory (created; must not exist unless ``overwrite``).
+        params: the flow parameters (from :func:`trivflow.flows.split_flow` or training).
+        flow_config: a :class:`~trivflow.flows.FlowConfig` or a mapping of its keys, plus
+            optional metadata under :data:`METADATA_KEYS`, notably ``"lattice"`` (e.g.
+            ``{"L": 8, "d": 2, "beta": 0.576, "lam": 0.5}``, the lattice the flow was trained at).
+
+    Raises:
+        ValueError: if the config is invalid or does not describe ``params`` (names/shapes).
+        FileExistsError: if ``path`` exists and ``overwrite`` is False.
+
+    Returns:
+        The absolute checkpoint path.
+    """
+    import orbax.checkpoint as ocp
+
+    cfg, full = _normalise_config(flow_config)
+    flat, _ = _flatten(params)
+    _, template = split_flow(cfg.build())
+    _check_match(_flatten(template)[0], flat, "params to save")
+    path = Path(path).absolute()
+    if path.exists():
+        if not overwrite:
+            raise FileExistsError(f"checkpoint directory {str(path)!r} exists (pass overwrite=True)")
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    (path / CONFIG_FILE).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save(path / PARAMS_DIR, {k: np.asarray(v) for k, v in flat.items()})
+    ckptr.wait_until_finished()
+    return path
+
+
+def _check_match(expected: Mapping[str, Any], found: Mapping[str, Any], what: str) -> None:
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    if missing or extra:
+        raise ValueError(f"{what} do not match the flow config: missing {missing}, unexpected {extra}")
+    for name, ref in expected.items():
+        if np.shape(found[name]) != np.shape(ref):
+            raise ValueError(
+                f"{what}: parameter {name!r} has shape {np.shape(found[name])}, the flow config needs "
+                f"{np.shape(ref)}"
+            )
+
+
+def load_flow(
+    path,
+    *,
+    shape: Sequence[int] | None = None,
+    expect: Mapping[str, Any] | None = None,
+    dtype=None,
+) -> tuple[nnx.GraphDef, Any, dict[str, Any]]:
+    """Load a checkpoint written by :func:`save_flow`.
+
+    Args:
+        path: checkpoint directory.
+        shape: optional lattice shape the flow will run on; checked now (a 2D shape with even
+            extents, matching the dimension ``d`` the flow was trained at), so a wrong lattice
+            fails here rather than inside a compiled loop. Any even L is accepted.
+        expect: optional ``flow.*`` values the caller relies on (e.g. ``{"kernel_size": 3}``);
+            a mismatch with the checkpoint raises.
+        dtype: parameter dtype; ``None`` is the JAX default float.
+
+    Returns:
+        ``(graphdef, params, flow_config)``, ``flow_config`` the stored dict (FlowConfig keys
+        plus metadata such as ``"lattice"``).
+
+    Raises:
+        FileNotFoundError: no checkpoint at ``path``.
+        ValueError: the lattice ``shape`` does not fit, an ``expect`` value differs, or the
+            stored parameters do not match the stored config.
+    """
+    import orbax.checkpoint as ocp
+
+    path = Path(path).absolute()
+    config_file = path / CONFIG_FILE
+    if not config_file.is_file() or not (path / PARAMS_DIR).is_dir():
+        raise FileNotFoundError(f"no flow checkpoint at {str(path)!r} (expected {CONFIG_FILE} and {PARAMS_DIR}/)")
+    stored = json.loads(config_file.read_text())
+    cfg = FlowConfig.from_dict(stored, ignore=METADATA_KEYS)
+
+    for key, value in (expect or {}).items():
+        if key not in stored:
+            raise ValueError(f"checkpoint {str(path)!r} has no flow config key {key!r} to compare with {value!r}")
+        want = _jsonable(value)
+        if stored[key] != want:
+            raise ValueError(
+                f"checkpoint {str(path)!r} has flow.{key}={stored[key]!r}, but {key}={want!r} was requested"
+            )
+
+    if shape is not None:
+        shape = tuple(shape)
+        lattice = stored.get("lattice") or {}
+        d = lattice.get("d", 2)
+        if len(shape) != d:
+            raise ValueError(
+                f"checkpoint {str(path)!r} holds a flow for d={d} lattices (trained at {lattice or 'unknown'}), "
+                f"cannot run on shape={shape} (d={len(shape)})"
+            )
+        check_lattice_shape(shape, what=f"checkpoint {str(path)!r}")
+
+    graphdef, template = split_flow(cfg.build(dtype=dtype))
+    expected, treedef = _flatten(template)
+    restored = ocp.StandardCheckpointer().restore(path / PARAMS_DIR)
+    _check_match(expected, restored, f"parameters in {str(path)!r}")
+    leaves = [np.asarray(restored[name]).astype(np.asarray(ref).dtype) for name, ref in expected.items()]
+    pure = jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(x) for x in leaves])
+    nnx.replace_by_pure_dict(template, pure)
+    return graphdef, template, stored
