@@ -128,3 +128,42 @@ def test_cli_help_lists_groups(tmp_path):
     assert proc.returncode == 0
     assert "lattice: L10" in proc.stdout.replace(",", "") or "lattice:" in proc.stdout
     assert "sampler" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["sampler=fhmc", "lattice.L=7"], "lattice.L=7 is invalid: expected an even lattice extent"),
+        (["sampler=imh", "flow.kernel_size=4"], "kernel_size=4"),
+        (["sampler=fhmc", "flow.kernel_size=0"], "kernel_size=0"),
+        (["sampler=fhmc", "flow.num_layers=0"], "num_layers=0"),
+        (["sampler=fhmc", "flow.activation=relu6x"], "relu6x"),
+        (["sampler=fhmc", "lattice.d=3"], "lattice.d=3 is invalid"),
+        (["sampler=fhmc", "volumes=[16,17]"], "volumes=17 is invalid"),
+        (["sampler=fhmc", "train.L=9"], "train.L=9 is invalid"),
+        (["sampler=fhmc", "train.lr=0"], "train.lr=0.0 is invalid"),
+        (["sampler=fhmc", "train.batch_size=1"], "train.batch_size=1 is invalid"),
+        (["sampler=fhmc", "prior.name=uniform"], "prior.name='uniform' is invalid"),
+        (["baselines=[hmc,metropolis]"], "baselines='metropolis' is invalid"),
+        (["volumes=[16]"], "volumes=.* is invalid: expected empty unless sampler.name is a flow sampler"),
+        (["sampler=nuts", "sampler.target_accept=1.5"], "sampler.target_accept=1.5 is invalid"),
+    ],
+)
+def test_bad_flow_and_sampler_values_fail_before_compute(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        validate(compose_cfg(overrides))
+
+
+def test_flow_checkpoint_is_reused_at_another_volume_and_checked(tmp_path):
+    """Train at L = 8, then sample with flow.checkpoint=<run dir> at L = 12 without training."""
+    first = run(compose_cfg(["sampler=fhmc", "lattice=L8", *TINY]), tmp_path / "train")
+    assert first["training"]["steps"] == 20 and first["flow"]["lattice"]["L"] == 8
+    reused = run(compose_cfg(["sampler=fhmc", "lattice.L=12", f"flow.checkpoint={tmp_path / 'train'}", *TINY]),
+                 tmp_path / "reuse")
+    assert "training" not in reused and reused["flow"]["lattice"]["L"] == 8
+    assert reused["runs"]["fhmc"]["lattice"]["L"] == 12
+    with pytest.raises(ValueError, match="kernel_size=5"):
+        run(compose_cfg(["sampler=fhmc", "flow.kernel_size=5", f"flow.checkpoint={tmp_path / 'train'}", *TINY]),
+            tmp_path / "bad")
+    with pytest.raises(FileNotFoundError, match="no flow checkpoint"):
+        run(compose_cfg(["sampler=fhmc", f"flow.checkpoint={tmp_path / 'nothing'}", *TINY]), tmp_path / "bad2")
