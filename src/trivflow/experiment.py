@@ -163,13 +163,15 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict:
     """Run the experiment described by ``cfg`` and write ``results.json`` into ``out_dir``."""
     theory = validate(cfg)  # every check happens here, before any compute
     configure_jax(cfg.precision, cfg.platform)
+    from .lattice.observables import default_plateau
     from .lattice.theory import Phi4Theory
     from .summary import summarize_phi4_run
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    plateau = tuple(cfg.analysis.plateau) if cfg.analysis.plateau is not None else None
+    # ξ does not change with the volume at fixed β, so extra volumes use the main lattice's plateau
+    plateau = tuple(cfg.analysis.plateau) if cfg.analysis.plateau is not None else default_plateau(theory.L)
     flow = obtain_flow(cfg, theory, out_dir, progress=cfg.progress) if needs_flow(cfg) else None
 
     jobs = [(name, theory) for name in [cfg.sampler.name, *cfg.baselines]]
@@ -181,8 +183,7 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict:
         log.info("%s: %s, %s, %d chains x %d", cfg.experiment, label, th, cfg.sampler.num_chains,
                  cfg.sampler.num_traj)
         result = run_sampler(name, cfg, th, flow, progress=cfg.progress)
-        runs[label] = summarize_phi4_run(result, th, sampler=name, s_tau=cfg.analysis.s_tau,
-                                         plateau=plateau if th.L == theory.L else None)
+        runs[label] = summarize_phi4_run(result, th, sampler=name, s_tau=cfg.analysis.s_tau, plateau=plateau)
         runs[label]["lattice"] = th.to_dict()
 
     results = {
