@@ -228,4 +228,5 @@ def format_summary(results: dict) -> str:
             f"  {r['traj_per_second']:.4g} chain-trajectories/s ({r['seconds']:.1f} s sampling, "
             f"{r['compile_seconds']:.1f} s compile)",
         ]
+        lines += [f"  WARNING {w}" for w in r.get("warnings", [])]
     return "\n".join(lines)

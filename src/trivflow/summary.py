@@ -76,8 +76,14 @@ def summarize_phi4_run(result: ChainResult, theory: Phi4Theory, *, sampler: str,
     every = result.meas_every
     tau = {name: [_num(r.tau_int * every), _num(r.tau_int_err * every), int(r.window * every)]
            for name, r in (("M", m), ("absM", abs_m), ("M2", m2))}
+    warnings = [
+        f"tau_int({name}): no automatic window up to W = {r.w_max}: the run is too short for its "
+        "autocorrelation time, tau_int and every error are unreliable"
+        for name, r in (("M", m), ("absM", abs_m), ("M2", m2)) if r.window >= r.w_max
+    ]
     return {
         "sampler": sampler,
+        "warnings": warnings,
         "num_chains": result.num_chains,
         "num_traj": result.num_traj,
         "num_therm": result.num_therm,
