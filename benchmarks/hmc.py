@@ -271,6 +271,8 @@ class JaxRunner:
         theory = lattice.Phi4Theory(L=L, d=2, beta=beta, lam=args.lam)
         self.kernel = hmc.phi4_kernel(num_steps=args.num_steps)
         self.params = hmc.phi4_params(theory, dtype=np.dtype(dtype))
+        self.measure_fn = hmc.phi4_measure  # subclasses (benchmarks/fhmc.py) swap kernel, params, measure_fn
+        self.guess_ns = _GUESS_NS["jax"]  # per site and step, sizes the calibration chunk
         impl = None if args.prng == "threefry" else args.prng
         self.key = jax.random.key(args.seed, impl=impl)
         k_pos, k_run = jax.random.split(self.key)
@@ -298,7 +300,7 @@ class JaxRunner:
         cpu0 = time.process_time()
         res = self.hmc.run_chains(
             self.key, self.kernel, self.positions, self.params, step_size=self.args.traj_length / self.args.num_steps,
-            num_traj=num_traj, num_therm=0, measure_fn=self.hmc.phi4_measure, chunk_size=self.chunk,
+            num_traj=num_traj, num_therm=0, measure_fn=self.measure_fn, chunk_size=self.chunk,
             progress=False, chain_keys=keys,
         )
         cpu = time.process_time() - cpu0
@@ -307,7 +309,7 @@ class JaxRunner:
         return res, cpu
 
     def calibrate(self):
-        t_guess = self.C * self.V * self.args.num_steps * _GUESS_NS["jax"] + _GUESS_OVERHEAD["jax"]
+        t_guess = self.C * self.V * self.args.num_steps * self.guess_ns + _GUESS_OVERHEAD["jax"]
         self.chunk = int(min(self.args.chunk_size, max(2, math.ceil(0.2 / t_guess))))
         res, _ = self._run(self.chunk)  # compiles the chunk once (cached by shape)
         self.compile_seconds = res.compile_seconds

@@ -11,10 +11,12 @@ from .api import (
     build_flow,
     compose,
     flow_forward,
+    flow_forward_and_pullback,
     flow_inverse,
     num_params,
     registry_flow,
     split_flow,
+    with_compute_dtype,
 )
 from .checkerboard import check_lattice_shape
 from .layers import ACTIVATIONS, ODD_ACTIVATIONS, AffineCoupling, Compose, Conditioner, GlobalRescaling
@@ -32,8 +34,10 @@ __all__ = [
     "check_lattice_shape",
     "compose",
     "flow_forward",
+    "flow_forward_and_pullback",
     "flow_inverse",
     "num_params",
     "registry_flow",
     "split_flow",
+    "with_compute_dtype",
 ]

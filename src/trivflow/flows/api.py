@@ -27,7 +27,16 @@ import jax.numpy as jnp
 from flax import nnx
 
 from .checkerboard import check_lattice_shape
-from .layers import ACTIVATIONS, ODD_ACTIVATIONS, AffineCoupling, Compose, GlobalRescaling
+from .layers import (
+    ACTIVATIONS,
+    ODD_ACTIVATIONS,
+    AffineCoupling,
+    Compose,
+    Conditioner,
+    GlobalRescaling,
+    canonical_compute_dtype,
+    forward_and_pullback,
+)
 
 
 def _is_int(x) -> bool:
@@ -57,6 +66,12 @@ class FlowConfig:
         activation: activation after each hidden conv layer.
         output_activation: activation on both output channels (s, t). The paper: tanh.
         seed: seed of the parameter initialisation.
+        compute_dtype: ``None`` (default: the exact path, everything in the field's dtype)
+            or ``"float32"``: mixed precision, the conditioners, e^{−|s|} and t in float32 while
+            the field, the coupling update, the log-determinant (of the map actually computed)
+            and everything downstream (action, Hamiltonian) stay float64. See
+            :class:`~trivflow.flows.layers.AffineCoupling` and benchmarks/README.md for its
+            speed and accuracy. Not a parameter: changing it keeps the trained params valid.
 
     Validation happens at construction (``ValueError`` naming key and value). Only odd
     activations (:data:`~trivflow.flows.layers.ODD_ACTIVATIONS`) keep g Z₂-equivariant.
@@ -68,6 +83,7 @@ class FlowConfig:
     activation: str = "tanh"
     output_activation: str = "tanh"
     seed: int = 0
+    compute_dtype: str | None = None
 
     def __post_init__(self) -> None:
         ks = _as_sequence(self.kernel_size)
@@ -103,6 +119,7 @@ class FlowConfig:
                 )
         if not _is_int(self.seed):
             raise ValueError(f"flow.seed must be an integer, got seed={self.seed!r}")
+        object.__setattr__(self, "compute_dtype", canonical_compute_dtype(self.compute_dtype))
 
     @property
     def kernel_sizes(self) -> tuple[int, ...]:
@@ -127,6 +144,7 @@ class FlowConfig:
             "activation": self.activation,
             "output_activation": self.output_activation,
             "seed": self.seed,
+            "compute_dtype": self.compute_dtype,
         }
 
     @classmethod
@@ -149,6 +167,7 @@ class FlowConfig:
                 output_activation=self.output_activation,
                 rngs=rngs,
                 dtype=dtype,
+                compute_dtype=self.compute_dtype,
             )
             for k in self.kernel_sizes
         ]
@@ -164,6 +183,7 @@ def build_flow(
     seed: int = 0,
     *,
     dtype=None,
+    compute_dtype=None,
 ) -> Compose:
     """Build g = e^{a}·(coupling_n ∘ … ∘ coupling_1), validated before anything is computed.
 
@@ -175,6 +195,8 @@ def build_flow(
             see :class:`FlowConfig`.
         dtype: parameter dtype; ``None`` is the default float of the JAX config (float64 when
             ``jax_enable_x64`` is on). Use the dtype of the fields the flow will act on.
+        compute_dtype: ``None`` (exact path) or ``jnp.float32``/``"float32"`` (mixed
+            precision); see :class:`FlowConfig`.
 
     Returns:
         An ``nnx.Module`` with ``forward_and_log_det``/``inverse_and_log_det`` on ONE
@@ -183,7 +205,7 @@ def build_flow(
     Raises:
         ValueError: naming the key and value, for an even or < 1 kernel size, a per-layer
             kernel list of the wrong length, ``num_layers < 1``, bad hidden channels, an unknown
-            activation.
+            activation or compute dtype.
     """
     config = FlowConfig(
         kernel_size=kernel_size,
@@ -192,6 +214,7 @@ def build_flow(
         activation=activation,
         output_activation=output_activation,
         seed=seed,
+        compute_dtype=compute_dtype,
     )
     return config.build(dtype=dtype)
 
@@ -239,6 +262,32 @@ def flow_inverse(graphdef: nnx.GraphDef, params: nnx.State, phi: jnp.ndarray) ->
     return nnx.merge(graphdef, params).inverse_and_log_det(phi)
 
 
+def flow_forward_and_pullback(graphdef: nnx.GraphDef, params: nnx.State, z: jnp.ndarray):
+    """``(φ, log_det, pullback)`` with φ, log_det as in :func:`flow_forward` and
+    ``pullback(φ̄, ld̄) -> z̄`` the VJP with respect to z (not the parameters).
+
+    Equals ``jax.vjp(lambda z: flow_forward(graphdef, params, z), z)`` to rounding, but
+    coupling layers with minimal conditioners use hand-written pullbacks that reuse the
+    forward's intermediates; this is the FHMC force's path (:mod:`trivflow.hmc.flowed`).
+    Differentiate :func:`flow_forward` instead for anything else (parameter gradients,
+    higher derivatives).
+    """
+    check_lattice_shape(jnp.shape(z), what="flow_forward_and_pullback")
+    return forward_and_pullback(nnx.merge(graphdef, params), z)
+
+
+def with_compute_dtype(graphdef: nnx.GraphDef, params: nnx.State, compute_dtype) -> nnx.GraphDef:
+    """The graphdef of the same flow with every conditioner computing in ``compute_dtype``
+    (``None``: the exact path); ``params`` stay valid. E.g. train in float64, then sample
+    with ``with_compute_dtype(graphdef, params, "float32")``."""
+    name = canonical_compute_dtype(compute_dtype)
+    flow = nnx.merge(graphdef, params)
+    for _, module in nnx.iter_modules(flow):
+        if isinstance(module, Conditioner):
+            module.compute_dtype = name
+    return split_flow(flow)[0]
+
+
 def num_params(params) -> int:
     """Total number of scalar parameters in a params pytree (37 for the paper's k = 3 flow)."""
     return int(sum(jnp.size(x) for x in jax.tree_util.tree_leaves(params)))
@@ -254,10 +303,10 @@ FLOW_REGISTRY: dict[str, dict[str, Any]] = {
 }
 
 
-def registry_flow(name: str, *, dtype=None) -> Compose:
+def registry_flow(name: str, *, dtype=None, compute_dtype=None) -> Compose:
     """Build the registered variant ``name`` (see :data:`FLOW_REGISTRY`)."""
     try:
         kwargs = FLOW_REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown flow variant name={name!r}; known: {sorted(FLOW_REGISTRY)}") from None
-    return build_flow(**kwargs, dtype=dtype)
+    return build_flow(**kwargs, dtype=dtype, compute_dtype=compute_dtype)
