@@ -138,6 +138,7 @@ def test_cli_help_lists_groups(tmp_path):
         (["sampler=fhmc", "flow.kernel_size=0"], "kernel_size=0"),
         (["sampler=fhmc", "flow.num_layers=0"], "num_layers=0"),
         (["sampler=fhmc", "flow.activation=relu6x"], "relu6x"),
+        (["sampler=fhmc", "flow.compute_dtype=float8"], "flow.compute_dtype must be one of"),
         (["sampler=fhmc", "lattice.d=3"], "lattice.d=3 is invalid"),
         (["sampler=fhmc", "volumes=[16,17]"], "volumes=17 is invalid"),
         (["sampler=fhmc", "train.L=9"], "train.L=9 is invalid"),

@@ -65,6 +65,7 @@ class FlowSchema:
     activation: str = "tanh"
     output_activation: str = "tanh"
     seed: int = 0
+    compute_dtype: Optional[str] = None  # None: exact (field dtype); "float32": faster, ~1e-7 perturbation
     checkpoint: Optional[str] = None
 
 
@@ -145,7 +146,8 @@ def _validate_flow(c, theory: Phi4Theory) -> None:
 
     f, t = c.flow, c.train
     FlowConfig(kernel_size=f.kernel_size, num_layers=f.num_layers, hidden_channels=tuple(f.hidden_channels),
-               activation=f.activation, output_activation=f.output_activation, seed=f.seed)
+               activation=f.activation, output_activation=f.output_activation, seed=f.seed,
+               compute_dtype=f.compute_dtype)
     if theory.d != 2:
         _fail("lattice.d", theory.d, "2: the checkerboard coupling flows act on 2D lattices")
     for key, L in [("lattice.L", theory.L), ("train.L", t.L), *[("volumes", v) for v in c.volumes]]:

@@ -65,7 +65,8 @@ def _flow_kwargs(cfg) -> dict:
     f = cfg.flow
     kernel = OmegaConf.to_object(f.kernel_size) if OmegaConf.is_config(f.kernel_size) else f.kernel_size
     return dict(kernel_size=kernel, num_layers=f.num_layers, hidden_channels=tuple(f.hidden_channels),
-                activation=f.activation, output_activation=f.output_activation, seed=f.seed)
+                activation=f.activation, output_activation=f.output_activation, seed=f.seed,
+                compute_dtype=f.compute_dtype)
 
 
 def _checkpoint_dir(path: str) -> Path:
