@@ -402,7 +402,8 @@ def run_accuracy(jax, args) -> dict:
                   f"std {row['delta_S_tilde_std']:.3g} max {row['delta_S_tilde_max_abs']:.3g}; "
                   f"max|Δφ|/max|φ| {row['phi_max_rel']:.3g}; |Δ log det| {row['log_det_max_abs_diff']:.3g}; "
                   f"force rel. L2 {row['force_rel_l2']:.3g}; round trip {row['round_trip_max_abs_float64']:.2g} "
-                  f"(float64) {row['round_trip_max_abs_mixed']:.2g} (mixed)", flush=True)
+                  f"(float64) {row['round_trip_max_abs_mixed']:.2g} (mixed; forward and inverse in one program, "
+                  f"where XLA may round float32 differently per fusion)", flush=True)
     return {"points": out}
 
 

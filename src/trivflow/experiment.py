@@ -55,10 +55,14 @@ class TrainedFlow:
     config: dict
     training: dict | None  # the results.json "training" block, None when loaded
 
-    def forward(self, params, z):
+    @property
+    def forward(self):
+        """``(params, z) -> (phi, log_det)`` as ``partial(flow_forward, graphdef)``, the form
+        for which FHMC uses the flows' hand-written pullback (a bound method would fall back
+        to the slower jax.vjp)."""
         from .flows import flow_forward
 
-        return flow_forward(self.graphdef, params, z)
+        return partial(flow_forward, self.graphdef)
 
 
 def _flow_kwargs(cfg) -> dict:
