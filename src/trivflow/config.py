@@ -29,6 +29,14 @@ class LatticeConfig:
 
 
 @dataclass
+class ActionSchema:
+    """The action (physics.md §1): ``phi4`` (λ from ``lattice.lam``) or ``free`` (λ = 0, exactly
+    solvable: results.json then carries the exact ⟨φ²⟩, χ and ξ beside the measured ones)."""
+
+    name: str = "phi4"
+
+
+@dataclass
 class SamplerConfig:
     """Sampler settings (physics.md §7).
 
@@ -100,6 +108,7 @@ class AnalysisConfig:
 @dataclass
 class Config:
     lattice: LatticeConfig = field(default_factory=LatticeConfig)
+    action: ActionSchema = field(default_factory=ActionSchema)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     flow: FlowSchema = field(default_factory=FlowSchema)
@@ -112,8 +121,11 @@ class Config:
     precision: str = "float64"
     platform: Optional[str] = None  # cpu | gpu | tpu; None lets JAX choose
     progress: bool = True
+    quiet: bool = False  # batch jobs: no progress bars, only warnings and errors on the console
+    plots: bool = True  # write PNG figures of the run into <run dir>/plots (trivflow.plots)
 
 
+ACTIONS = ("phi4", "free")
 SAMPLERS = ("hmc", "fhmc", "imh", "nuts")
 FLOW_SAMPLERS = ("fhmc", "imh")
 PRIORS = ("gaussian",)
@@ -126,6 +138,8 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="lattice", name="base_lattice", node=LatticeConfig)
+    cs.store(group="action", name="base_action", node=ActionSchema)
+    cs.store(group="analysis", name="base_analysis", node=AnalysisConfig)
     cs.store(group="sampler", name="base_sampler", node=SamplerConfig)
     cs.store(group="flow", name="base_flow", node=FlowSchema)
     cs.store(group="train", name="base_train", node=TrainSchema)
@@ -173,6 +187,10 @@ def validate(cfg: DictConfig | Config) -> Phi4Theory:
     """
     c = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
     lat, smp, ana = c.lattice, c.sampler, c.analysis
+    if c.action.name not in ACTIONS:
+        _fail("action.name", c.action.name, f"one of {list(ACTIONS)}")
+    if c.action.name == "free" and lat.lam != 0:
+        _fail("lattice.lam", lat.lam, "0 with action=free (the free theory has no quartic term)")
     theory = Phi4Theory(L=lat.L, d=lat.d, beta=lat.beta, lam=lat.lam)
     for key, name in [("sampler.name", smp.name), *[("baselines", b) for b in c.baselines]]:
         if name not in SAMPLERS:

@@ -23,6 +23,11 @@ def main(cfg: DictConfig) -> None:
     from .experiment import run
 
     logging.getLogger("jax").setLevel(logging.WARNING)  # backend probing is noise for users
+    if cfg.quiet:  # batch jobs: no bars, console shows warnings and errors; the log file keeps INFO
+        cfg.progress = False
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.setLevel(logging.WARNING)
     try:
         run(cfg, HydraConfig.get().runtime.output_dir)
     except ValueError as err:  # bad input: a clear one-line message, not a traceback

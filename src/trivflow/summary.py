@@ -59,13 +59,28 @@ def _num(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def free_theory_exact(theory: Phi4Theory) -> dict | None:
+    """Exact G0 = ⟨φ²⟩, chi = V⟨M²⟩ = 1/Â(0) and ξ = 1/m of the free theory (λ = 0,
+    physics.md §1) on the run's lattice; None for λ ≠ 0. ξ is the effective-mass value, which
+    for the free field equals 1/m on any plateau (one pole), so it is comparable to the
+    measured ξ for L ≥ 4."""
+    if theory.lam != 0:
+        return None
+    from .lattice import free
+
+    L, d, beta = theory.L, theory.d, theory.beta
+    return {"G0": free.phi2(L, d, beta), "chi": free.chi(L, d, beta),
+            "xi": 1.0 / free.mass(d, beta) if L >= 4 else None}
+
+
 def summarize_phi4_run(result: ChainResult, theory: Phi4Theory, *, sampler: str,
                        s_tau: float = 4.0, plateau: tuple[int, int] | None = None) -> dict:
     """The results.json block of one φ⁴ run: acceptance, ⟨e^{−ΔH}⟩, observables, τ_int.
 
     Observables, each ``[mean, err]``: M2, absM, chi = V⟨M²⟩, chi_connected = V(⟨M²⟩ − ⟨M⟩²),
     G0, xi. τ_int in units of trajectories (measurements × meas_every), each
-    ``[tau, err, window]``, for M, absM, M2.
+    ``[tau, err, window]``, for M, absM, M2. For the free theory (λ = 0) an ``exact`` block
+    (:func:`free_theory_exact`) stands beside the measured observables.
     """
     obs = result.observables
     V = theory.volume
@@ -81,9 +96,11 @@ def summarize_phi4_run(result: ChainResult, theory: Phi4Theory, *, sampler: str,
         "autocorrelation time, tau_int and every error are unreliable"
         for name, r in (("M", m), ("absM", abs_m), ("M2", m2)) if r.window >= r.w_max
     ]
+    exact = free_theory_exact(theory)
     return {
         "sampler": sampler,
         "warnings": warnings,
+        **({"exact": exact} if exact is not None else {}),
         "num_chains": result.num_chains,
         "num_traj": result.num_traj,
         "num_therm": result.num_therm,
