@@ -1,0 +1,233 @@
+"""Figures of a run and of a sweep (matplotlib, PNG).
+
+Each ``plot_*`` function takes plain arrays (or a :class:`~trivflow.analysis.GammaResult`) and
+returns a :class:`matplotlib.figure.Figure`; nothing touches pyplot's global state, so the
+module works headless (the Agg canvas renders the PNG) and inside notebooks alike.
+:func:`plot_run` makes every figure of a run directory from its artifacts (:mod:`trivflow.io`)
+into ``<run_dir>/plots/``:
+
+    training.png            loss, ESS and batch MH acceptance vs training step
+    <label>_autocorr_M.png  ρ(t) = Γ(t)/Γ(0) and τ_int(W) of M with the chosen window W
+    <label>_M_history.png   M vs trajectory for the first few chains
+    <label>_M_hist.png      histogram of M over all chains (the bimodal tunnelling distribution)
+    <label>_delta_H.png     histogram of ΔH with ⟨e^{−ΔH}⟩ (HMC/FHMC only)
+
+Units: lags, windows and τ_int are in trajectories (measurement lag × ``meas_every``), as in
+results.json.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter
+
+__all__ = [
+    "plot_autocorrelation",
+    "plot_delta_h",
+    "plot_histogram",
+    "plot_history",
+    "plot_run",
+    "plot_tau_vs_kernel_size",
+    "plot_tau_vs_xi",
+    "plot_training",
+    "save",
+]
+
+PLOTS_DIR = "plots"
+
+
+def save(fig: Figure, path) -> Path:
+    """Write ``fig`` as PNG (dpi 120) to ``path``, creating its directory; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=120)
+    return path
+
+
+def _title(fig: Figure, label: str, what: str) -> None:
+    fig.suptitle(f"{label}: {what}" if label else what)
+
+
+def plot_training(history: Mapping[str, np.ndarray]) -> Figure:
+    """Training curves vs step: reverse-KL loss, ESS = (Σe^{−w})²/(BΣe^{−2w}) and the batch
+    independence-MH acceptance (physics.md §6). ``history``: arrays ``step``, ``loss``, ``ess``,
+    ``mh_acceptance`` of equal length (:func:`trivflow.io.load_training_history`)."""
+    step = np.asarray(history["step"])
+    fig = Figure(figsize=(10, 3.2), layout="constrained")
+    axes = fig.subplots(1, 3)
+    for ax, key, ylabel in zip(axes, ("loss", "ess", "mh_acceptance"),
+                               ("loss = mean w (≥ −log Z)", "ESS / batch", "MH acceptance (batch)")):
+        ax.plot(step, np.asarray(history[key]), lw=1)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+    for ax in axes[1:]:
+        ax.set_ylim(0, 1.02)
+    _title(fig, "", "flow training")
+    return fig
+
+
+def plot_autocorrelation(result, *, meas_every: int = 1, name: str = "M", label: str = "",
+                         max_lag: int | None = None) -> Figure:
+    """Normalised autocorrelation ρ(t) = Γ(t)/Γ(0) and τ_int(W) = ½ + Σ_{t=1}^{W} ρ(t) of a
+    Γ-method analysis (physics.md §8), with the automatic window W marked and the bias-corrected
+    τ_int ± δτ_int at W as a band. Lags in trajectories (× ``meas_every``).
+
+    Args:
+        result: :class:`~trivflow.analysis.GammaResult` of the observable.
+        max_lag: largest lag shown, in measurements (default: min(w_max, max(4W, 20))).
+    """
+    every = int(meas_every)
+    w = int(result.window)
+    n = min(result.w_max, max(4 * w, 20)) if max_lag is None else min(int(max_lag), result.w_max)
+    lag = np.arange(n + 1) * every
+    fig = Figure(figsize=(9, 3.4), layout="constrained")
+    ax_rho, ax_tau = fig.subplots(1, 2)
+    ax_rho.plot(lag, result.rho[: n + 1], marker=".", lw=1)
+    ax_rho.axhline(0.0, color="0.5", lw=0.8)
+    ax_rho.set_ylabel(f"ρ_{name}(t) = Γ(t)/Γ(0)")
+    ax_tau.plot(lag, result.tau_int_of_w[: n + 1] * every, marker=".", lw=1, label="τ_int(W)")
+    tau, err = result.tau_int * every, result.tau_int_err * every
+    ax_tau.axhspan(tau - err, tau + err, color="C1", alpha=0.25,
+                   label=f"τ_int = {tau:.3g} ± {err:.2g} (bias-corrected)")
+    ax_tau.set_ylabel(f"τ_int({name}) [trajectories]")
+    for ax in (ax_rho, ax_tau):
+        ax.axvline(w * every, color="C3", ls="--", lw=1, label=f"W = {w * every} (S_τ = {result.s_tau:g})")
+        ax.set_xlabel("t, W [trajectories]")
+    ax_rho.legend(fontsize=8)
+    ax_tau.legend(fontsize=8, loc="lower right")
+    _title(fig, label, f"autocorrelation of {name} (Γ-method, {result.n_replicas} chains, N = {result.n_total})")
+    return fig
+
+
+def plot_history(series, draws=None, *, max_chains: int = 4, name: str = "M", label: str = "") -> Figure:
+    """Monte Carlo history of ``series`` (num_chains, num_meas) for the first ``max_chains``
+    chains; ``draws`` (num_meas,): the trajectory of each measurement (default 1 … num_meas)."""
+    series = np.atleast_2d(np.asarray(series))
+    x = np.arange(1, series.shape[1] + 1) if draws is None else np.asarray(draws)
+    fig = Figure(figsize=(9, 3.2), layout="constrained")
+    ax = fig.subplots()
+    for c in range(min(max_chains, series.shape[0])):
+        ax.plot(x, series[c], lw=0.6, label=f"chain {c}")
+    ax.set_xlabel("trajectory")
+    ax.set_ylabel(name)
+    ax.legend(fontsize=8, ncol=min(max_chains, series.shape[0]), loc="upper right")
+    _title(fig, label, f"{name} history")
+    return fig
+
+
+def plot_histogram(series, *, bins: int = 60, name: str = "M", label: str = "") -> Figure:
+    """Normalised histogram of ``series`` over all chains and measurements."""
+    values = np.ravel(np.asarray(series))
+    fig = Figure(figsize=(5, 3.4), layout="constrained")
+    ax = fig.subplots()
+    ax.hist(values, bins=bins, density=True, histtype="stepfilled", alpha=0.7)
+    ax.set_xlabel(name)
+    ax.set_ylabel("density")
+    _title(fig, label, f"{name} distribution ({values.size} measurements)")
+    return fig
+
+
+def plot_delta_h(delta_h, *, bins: int = 60, label: str = "") -> Figure:
+    """Histogram of ΔH = H(end) − H(start) over all chains and trajectories, with the mean and
+    ⟨e^{−ΔH}⟩ (naive error) in the legend; exactness requires ⟨e^{−ΔH}⟩ = 1 (physics.md §2)."""
+    dh = np.ravel(np.asarray(delta_h, dtype=float))
+    dh = dh[np.isfinite(dh)]
+    e = np.exp(-dh)
+    fig = Figure(figsize=(5, 3.4), layout="constrained")
+    ax = fig.subplots()
+    ax.hist(dh, bins=bins, density=True, histtype="stepfilled", alpha=0.7,
+            label=f"⟨ΔH⟩ = {dh.mean():.3g}\n⟨e^(−ΔH)⟩ = {e.mean():.4f} ± {e.std() / np.sqrt(max(e.size, 1)):.1g} (naive)")
+    ax.set_xlabel("ΔH")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    _title(fig, label, f"ΔH ({dh.size} trajectories)")
+    return fig
+
+
+def plot_tau_vs_xi(points: Mapping[str, Mapping[str, Sequence[float]]], fits: Mapping[str, object] | None = None,
+                   *, name: str = "M") -> Figure:
+    """τ_int vs ξ on log–log axes, one series per sampler, with the fitted τ = c ξ^z.
+
+    Args:
+        points: ``sampler -> {"xi", "xi_err", "tau", "tau_err"}`` (sequences of equal length).
+        fits: ``sampler -> ZFit`` (:func:`trivflow.report.fit_z`) to draw as lines.
+    """
+    fig = Figure(figsize=(5.5, 4), layout="constrained")
+    ax = fig.subplots()
+    for i, (sampler, p) in enumerate(points.items()):
+        color = f"C{i}"
+        ax.errorbar(p["xi"], p["tau"], xerr=p["xi_err"], yerr=p["tau_err"], fmt="o", color=color,
+                    capsize=2, label=sampler)
+        fit = (fits or {}).get(sampler)
+        if fit is not None:
+            xi = np.geomspace(np.min(p["xi"]), np.max(p["xi"]), 50)
+            ax.plot(xi, np.exp(fit.log_c) * xi ** fit.z, color=color, lw=1,
+                    label=f"{sampler}: z = {fit.z:.2f} ± {fit.z_err:.2f} (χ²/dof = {fit.chi2:.1f}/{fit.dof})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers: a sweep spans less than a decade or two
+        axis.set_major_formatter(FormatStrFormatter("%g"))
+        axis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.set_xlabel("ξ")
+    ax.set_ylabel(f"τ_int({name}) [trajectories]")
+    ax.legend(fontsize=8)
+    fig.suptitle(f"critical slowing down: τ_int({name}) ∝ ξ^z")
+    return fig
+
+
+def plot_tau_vs_kernel_size(points: Mapping[str, Mapping[str, Sequence[float]]], *, name: str = "M") -> Figure:
+    """τ_int and the cost per independent sample 2τ_int/(trajectories per second) vs the flow's
+    kernel size. ``points``: ``series label -> {"k", "tau", "tau_err", "cost", "cost_err"}``."""
+    fig = Figure(figsize=(9, 3.4), layout="constrained")
+    ax_tau, ax_cost = fig.subplots(1, 2)
+    for i, (series, p) in enumerate(points.items()):
+        ax_tau.errorbar(p["k"], p["tau"], yerr=p["tau_err"], fmt="o-", color=f"C{i}", capsize=2, label=series)
+        ax_cost.errorbar(p["k"], p["cost"], yerr=p["cost_err"], fmt="o-", color=f"C{i}", capsize=2, label=series)
+    ax_tau.set_ylabel(f"τ_int({name}) [trajectories]")
+    ax_cost.set_ylabel("seconds per independent sample")
+    for ax in (ax_tau, ax_cost):
+        ax.set_xlabel("kernel size k")
+        ax.legend(fontsize=8)
+    fig.suptitle("τ_int and cost vs kernel size")
+    return fig
+
+
+def plot_run(run_dir, out_dir=None) -> list[Path]:
+    """Make every figure of a run directory from its artifacts; returns the PNG paths.
+
+    Reads ``results.json``, ``training_history.npz`` (when present) and each run label's chains
+    file; τ_int is recomputed from the stored M series with the run's ``s_tau`` (the same numbers
+    as results.json). Figures go to ``out_dir`` (default ``<run_dir>/plots``).
+    """
+    from . import io
+    from .analysis import gamma_method
+
+    run_dir = Path(run_dir)
+    results = io.load_results(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / PLOTS_DIR
+    written = []
+
+    def emit(fig: Figure, filename: str) -> None:
+        written.append(save(fig, out / filename))
+
+    if (run_dir / io.HISTORY_FILE).exists():
+        emit(plot_training(io.load_training_history(run_dir)), "training.png")
+    for label, block in results["runs"].items():
+        idata = io.load_chains(run_dir, label)
+        post, stats = idata.posterior, idata.sample_stats
+        m = post["M"].values
+        every = int(post.attrs.get("meas_every", block.get("meas_every", 1)))
+        with warnings.catch_warnings():  # "window not found" is already reported in results.json
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = gamma_method(m, s_tau=block.get("s_tau", 4.0))
+        emit(plot_autocorrelation(res, meas_every=every, name="M", label=label), f"{label}_autocorr_M.png")
+        emit(plot_history(m, post["draw"].values, name="M", label=label), f"{label}_M_history.png")
+        emit(plot_histogram(m, name="M", label=label), f"{label}_M_hist.png")
+        if "delta_H" in stats:
+            emit(plot_delta_h(stats["delta_H"].values, label=label), f"{label}_delta_H.png")
+    return written

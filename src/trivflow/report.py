@@ -1,0 +1,263 @@
+"""Aggregate a sweep (or a single run): ``python -m trivflow.report <dir> [--out DIR]``.
+
+Collects every ``results.json`` at or below ``<dir>`` (a run directory, a Hydra multirun
+``multirun/<exp>/<date>/`` with one ``<job num>/`` per job, or any tree of them) and writes into
+``--out`` (default ``<dir>/report``):
+
+* ``table.md``, ``table.csv`` — one row per (job, run label): experiment, L, β, flow kernel size,
+  number of layers and prior (flow samplers only), sampler, acceptance, τ_int(M) ± err, ξ ± err,
+  chain-trajectories per second, cost per independent sample, training seconds, the flow's MH
+  acceptance, and the job's command-line overrides;
+* ``fits.json`` — the dynamical exponent z of every series with ≥ 2 distinct ξ (:func:`fit_z`);
+* ``tau_vs_xi.png`` — τ_int(M) vs ξ on log–log axes per series (sampler, kernel size, prior) with the
+  fitted line, only when some series has ≥ 2 distinct ξ;
+* ``tau_vs_kernel_size.png`` — τ_int(M) and the cost vs kernel size per (sampler, L, prior), only when
+  some series has ≥ 2 kernel sizes.
+
+Cost per independent sample: ``2 τ_int / traj_per_second`` seconds, with τ_int in trajectories and
+``traj_per_second`` the chain-trajectories per second of the whole run (all chains), i.e. the wall
+time the run spends per statistically independent configuration (design.md §7); its error is
+``2 δτ_int / traj_per_second`` (timing noise neglected). Training time is listed separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from . import io
+
+__all__ = ["ZFit", "collect", "fit_z", "main", "write_report"]
+
+FLOW_SAMPLERS = ("fhmc", "imh")
+COLUMNS = ["job", "experiment", "label", "L", "beta", "kernel_size", "num_layers", "prior", "sampler", "acceptance",
+           "tau_M", "tau_M_err", "tau_M_window", "xi", "xi_err", "traj_per_second", "cost_per_indep",
+           "cost_per_indep_err", "training_seconds", "flow_mh_acceptance", "overrides"]
+
+
+class ZFit(NamedTuple):
+    """Fit of log τ = log c + z log ξ (see :func:`fit_z`)."""
+
+    z: float
+    z_err: float
+    log_c: float
+    log_c_err: float
+    cov: np.ndarray  # 2×2 covariance of (log_c, z)
+    chi2: float
+    dof: int
+
+
+def fit_z(xi, xi_err, tau, tau_err, *, max_iter: int = 100, tol: float = 1e-12) -> ZFit:
+    """Dynamical critical exponent z from τ = c ξ^z.
+
+    Method: weighted linear least squares of y = log τ on x = log ξ, y = log c + z x, with the
+    errors propagated to the logs, σ_y = δτ/τ and σ_x = δξ/ξ, and the x errors folded into the
+    weights by the effective-variance method: σ_i² = σ_{y,i}² + z² σ_{x,i}², iterated to a fixed
+    point in z (first pass with σ_x ignored). Parameter errors are from the fit covariance
+    (AᵀWA)⁻¹ with W = diag(1/σ_i²), NOT rescaled by χ²/dof (the input errors are taken as
+    absolute); χ² = Σ_i (y_i − log c − z x_i)²/σ_i² with dof = n − 2 lets the caller judge them.
+
+    Args:
+        xi, xi_err, tau, tau_err: sequences of length n ≥ 2 with ≥ 2 distinct ξ; ξ, τ > 0,
+            errors ≥ 0 and δτ > 0 (δξ may be 0).
+
+    Returns:
+        :class:`ZFit` (z, z_err, log_c, log_c_err, cov, chi2, dof).
+    """
+    arrays = [np.asarray(a, dtype=float).ravel() for a in (xi, xi_err, tau, tau_err)]
+    names = ("xi", "xi_err", "tau", "tau_err")
+    n = arrays[0].size
+    for name, a in zip(names, arrays):
+        if a.size != n:
+            raise ValueError(f"fit_z: {name} has {a.size} values, xi has {n}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"fit_z: {name} has non-finite values: {a}")
+    xi, xi_err, tau, tau_err = arrays
+    if np.any(xi <= 0) or np.any(tau <= 0):
+        raise ValueError(f"fit_z: xi and tau must be positive, got xi={xi}, tau={tau}")
+    if np.any(xi_err < 0) or np.any(tau_err <= 0):
+        raise ValueError(f"fit_z: need xi_err >= 0 and tau_err > 0, got xi_err={xi_err}, tau_err={tau_err}")
+    if np.unique(xi).size < 2:
+        raise ValueError(f"fit_z: need at least 2 distinct xi, got {xi}")
+    x, y = np.log(xi), np.log(tau)
+    sx, sy = xi_err / xi, tau_err / tau
+    design = np.stack([np.ones_like(x), x], axis=1)
+
+    def solve(z):
+        w = 1.0 / (sy**2 + z**2 * sx**2)
+        cov = np.linalg.inv(design.T @ (w[:, None] * design))
+        beta = cov @ (design.T @ (w * y))
+        return beta, cov, w
+
+    beta, cov, w = solve(0.0)
+    for _ in range(max_iter):
+        new, cov, w = solve(beta[1])
+        done = abs(new[1] - beta[1]) <= tol * max(1.0, abs(new[1]))
+        beta = new
+        if done:
+            break
+    resid = y - design @ beta
+    return ZFit(z=float(beta[1]), z_err=float(math.sqrt(cov[1, 1])), log_c=float(beta[0]),
+                log_c_err=float(math.sqrt(cov[0, 0])), cov=cov, chi2=float(np.sum(w * resid**2)), dof=n - 2)
+
+
+def _pair(block, key):
+    v = block.get(key) if block else None
+    return (None, None) if v is None or v[0] is None else (v[0], v[1])
+
+
+def collect(directory) -> list[dict]:
+    """One row (dict with the keys :data:`COLUMNS`) per (job, run label) of every run below
+    ``directory``; ``job`` is the run directory relative to ``directory`` ("." for itself)."""
+    root = Path(directory)
+    runs = io.find_runs(root)
+    if not runs:
+        raise FileNotFoundError(f"no results.json at or below {str(root)!r}: run python -m trivflow.run "
+                                "(-m for a sweep) to write them")
+    rows = []
+    for run_dir in runs:
+        results = io.load_results(run_dir)
+        overrides = " ".join(io.load_overrides(run_dir))
+        flow = results.get("flow")
+        for label, block in results["runs"].items():
+            lattice = block.get("lattice", results["lattice"])
+            uses_flow = flow is not None and block["sampler"] in FLOW_SAMPLERS
+            # a "sampler@prior" baseline samples with the flow trained from that prior
+            training = results.get("trainings", {}).get(block.get("prior")) or results.get("training") or {}
+            tau, tau_err = _pair(block["tau_int"], "M")
+            xi, xi_err = _pair(block["observables"], "xi")
+            tps = block.get("traj_per_second")
+            ok = tau is not None and tps is not None and tps > 0
+            rows.append({
+                "job": str(run_dir.relative_to(root)),
+                "experiment": results.get("experiment"),
+                "label": label,
+                "L": lattice["L"],
+                "beta": lattice["beta"],
+                "kernel_size": flow.get("kernel_size") if uses_flow else None,
+                "num_layers": flow.get("num_layers") if uses_flow else None,
+                "prior": block.get("prior") if uses_flow else None,
+                "sampler": block["sampler"],
+                "acceptance": block.get("acceptance"),
+                "tau_M": tau,
+                "tau_M_err": tau_err,
+                "tau_M_window": block["tau_int"]["M"][2] if block["tau_int"].get("M") else None,
+                "xi": xi,
+                "xi_err": xi_err,
+                "traj_per_second": tps,
+                "cost_per_indep": 2 * tau / tps if ok else None,
+                "cost_per_indep_err": 2 * tau_err / tps if ok and tau_err is not None else None,
+                "training_seconds": training.get("seconds") if uses_flow else None,
+                "flow_mh_acceptance": training.get("mh_acceptance") if uses_flow else None,
+                "overrides": overrides,
+            })
+    return rows
+
+
+def _series(row, *keys) -> str:
+    """Series name of a row: the sampler plus ``k=…``/``L=…`` for the given keys that are set."""
+    short = {"kernel_size": "k", "L": "L", "prior": "prior"}
+    return " ".join([row["sampler"], *(f"{short[k]}={row[k]}" for k in keys if row[k] is not None)])
+
+
+def _fmt(v, err=None) -> str:
+    if v is None:
+        return "n/a"
+    if err is None:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+    return f"{v:.4g} ± {err:.2g}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The rows as a GitHub Markdown table (value ± error columns merged)."""
+    head = ["job", "experiment", "label", "L", "beta", "k", "layers", "prior", "sampler", "acceptance", "tau_int(M)",
+            "xi", "traj/s", "s per indep. sample", "training s", "flow MH acc.", "overrides"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["job"], r["experiment"], r["label"], r["L"], r["beta"], r["kernel_size"], r["num_layers"],
+                 r["prior"], r["sampler"], _fmt(r["acceptance"]), _fmt(r["tau_M"], r["tau_M_err"]), _fmt(r["xi"], r["xi_err"]),
+                 _fmt(r["traj_per_second"]), _fmt(r["cost_per_indep"], r["cost_per_indep_err"]),
+                 _fmt(r["training_seconds"]), _fmt(r["flow_mh_acceptance"]), f"`{r['overrides']}`" if r["overrides"] else ""]
+        lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(directory, out_dir=None) -> dict[str, Path]:
+    """Collect ``directory``, write the tables, fits and plots into ``out_dir`` (default
+    ``<directory>/report``); returns ``name -> path`` of what was written."""
+    from .plots import plot_tau_vs_kernel_size, plot_tau_vs_xi, save
+
+    rows = collect(directory)
+    out = Path(out_dir) if out_dir is not None else Path(directory) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    (out / "table.md").write_text(markdown_table(rows))
+    written["table.md"] = out / "table.md"
+    with open(out / "table.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: ("" if r[k] is None else r[k]) for k in COLUMNS} for r in rows)
+    written["table.csv"] = out / "table.csv"
+
+    # τ vs ξ per (sampler, kernel size): rows with a measured ξ and τ
+    points = defaultdict(lambda: {"xi": [], "xi_err": [], "tau": [], "tau_err": []})
+    for r in rows:
+        if None not in (r["xi"], r["xi_err"], r["tau_M"], r["tau_M_err"]):
+            p = points[_series(r, "kernel_size", "prior")]
+            for k, v in (("xi", r["xi"]), ("xi_err", r["xi_err"]), ("tau", r["tau_M"]), ("tau_err", r["tau_M_err"])):
+                p[k].append(v)
+    points = {s: p for s, p in points.items() if len(set(p["xi"])) >= 2}
+    fits = {}
+    for s, p in points.items():
+        try:
+            fits[s] = fit_z(p["xi"], p["xi_err"], p["tau"], p["tau_err"])
+        except ValueError as err:
+            print(f"trivflow.report: no z fit for {s}: {err}", file=sys.stderr)
+    (out / "fits.json").write_text(json.dumps(
+        {s: {"z": f.z, "z_err": f.z_err, "log_c": f.log_c, "log_c_err": f.log_c_err, "chi2": f.chi2, "dof": f.dof,
+             "points": points[s], "method": "effective-variance weighted LSQ of log tau vs log xi"}
+         for s, f in fits.items()}, indent=2))
+    written["fits.json"] = out / "fits.json"
+    if points:
+        written["tau_vs_xi.png"] = save(plot_tau_vs_xi(points, fits), out / "tau_vs_xi.png")
+
+    # τ and cost vs kernel size per (sampler, L)
+    kpoints = defaultdict(lambda: defaultdict(list))
+    for r in sorted(rows, key=lambda r: (r["kernel_size"] if isinstance(r["kernel_size"], int) else -1)):
+        if isinstance(r["kernel_size"], int) and None not in (r["tau_M"], r["tau_M_err"], r["cost_per_indep"]):
+            p = kpoints[_series(r, "L", "prior")]
+            for k, v in (("k", r["kernel_size"]), ("tau", r["tau_M"]), ("tau_err", r["tau_M_err"]),
+                         ("cost", r["cost_per_indep"]), ("cost_err", r["cost_per_indep_err"])):
+                p[k].append(v)
+    kpoints = {s: dict(p) for s, p in kpoints.items() if len(set(p["k"])) >= 2}
+    if kpoints:
+        written["tau_vs_kernel_size.png"] = save(plot_tau_vs_kernel_size(kpoints), out / "tau_vs_kernel_size.png")
+    return written
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trivflow.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("directory", help="a run directory or a sweep directory (multirun/<exp>/<date>)")
+    parser.add_argument("--out", default=None, help="output directory (default: <directory>/report)")
+    args = parser.parse_args(argv)
+    try:
+        written = write_report(args.directory, args.out)
+    except FileNotFoundError as err:
+        print(f"trivflow.report: error: {err}", file=sys.stderr)
+        return 1
+    print(written["table.md"].read_text())
+    for path in written.values():
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

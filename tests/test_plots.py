@@ -1,0 +1,96 @@
+"""trivflow.plots: each figure shows the data it was given, and writes a PNG."""
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from trivflow import plots
+from trivflow.analysis import gamma_method
+
+
+def _ar1(rng, a, shape):
+    x = np.empty(shape)
+    x[:, 0] = rng.normal(size=shape[0]) / np.sqrt(1 - a * a)
+    for i in range(1, shape[1]):
+        x[:, i] = a * x[:, i - 1] + rng.normal(size=shape[0])
+    return x
+
+
+def _png(fig, path):
+    data = plots.save(fig, path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    return data
+
+
+def test_autocorrelation_marks_the_chosen_window_in_trajectories(tmp_path):
+    rng = np.random.default_rng(1)
+    res = gamma_method(_ar1(rng, 0.8, (4, 2000)), s_tau=4.0)  # τ_int = ½(1+a)/(1−a) = 4.5
+    every = 3
+    fig = plots.plot_autocorrelation(res, meas_every=every, name="M", label="hmc")
+    ax_rho, ax_tau = fig.axes
+    rho_line = ax_rho.lines[0]
+    n = len(rho_line.get_xdata())
+    np.testing.assert_array_equal(rho_line.get_xdata(), every * np.arange(n))
+    np.testing.assert_array_equal(rho_line.get_ydata(), res.rho[:n])
+    np.testing.assert_allclose(ax_tau.lines[0].get_ydata(), every * res.tau_int_of_w[:n])
+    for ax in (ax_rho, ax_tau):  # the window W as a vertical line at W·meas_every trajectories
+        xs = [line.get_xdata() for line in ax.lines if len(set(np.ravel(line.get_xdata()))) == 1]
+        assert any(np.all(np.asarray(x) == every * res.window) for x in xs)
+    assert res.window >= 1 and n > res.window
+    assert any(f"{every * res.tau_int:.3g}" in t.get_text() for t in ax_tau.get_legend().get_texts())
+    _png(fig, tmp_path / "acf.png")
+
+
+def test_training_history_histograms_and_delta_h(tmp_path):
+    steps = np.arange(1, 51)
+    history = {"step": steps, "loss": 1 / steps, "ess": 1 - 1 / steps, "mh_acceptance": 0.5 * np.ones(50)}
+    fig = plots.plot_training(history)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["training step"] * 3
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_ydata(), history["loss"])
+    np.testing.assert_array_equal(fig.axes[2].lines[0].get_ydata(), history["mh_acceptance"])
+    _png(fig, tmp_path / "training.png")
+
+    rng = np.random.default_rng(2)
+    m = rng.normal(size=(6, 100))
+    fig = plots.plot_history(m, draws=2 * np.arange(1, 101), max_chains=4)
+    assert len(fig.axes[0].lines) == 4
+    np.testing.assert_array_equal(fig.axes[0].lines[3].get_ydata(), m[3])
+    assert fig.axes[0].lines[0].get_xdata()[-1] == 200
+    _png(fig, tmp_path / "history.png")
+
+    fig = plots.plot_histogram(m, bins=20)
+    (poly,) = fig.axes[0].patches  # stepfilled outline spans exactly the data range, all chains pooled
+    xy = poly.get_xy()
+    assert xy[:, 0].min() == pytest.approx(m.min()) and xy[:, 0].max() == pytest.approx(m.max())
+    assert xy[:, 1].min() == 0 and xy[:, 1].max() > 0
+    _png(fig, tmp_path / "hist.png")
+
+    dh = rng.normal(0.05, np.sqrt(0.1), size=(4, 500))  # Gaussian ΔH with ⟨ΔH⟩ = σ²/2: ⟨e^{−ΔH}⟩ = 1
+    fig = plots.plot_delta_h(dh)
+    text = fig.axes[0].get_legend().get_texts()[0].get_text()
+    assert f"{np.exp(-dh).mean():.4f}" in text
+    _png(fig, tmp_path / "dh.png")
+
+
+def test_sweep_figures(tmp_path):
+    from trivflow.report import fit_z
+
+    xi, tau = np.array([1.0, 2.0, 4.0]), np.array([3.0, 12.0, 48.0])
+    pts = {"hmc": {"xi": xi, "xi_err": 0.01 * xi, "tau": tau, "tau_err": 0.05 * tau}}
+    fit = fit_z(**pts["hmc"])
+    fig = plots.plot_tau_vs_xi(pts, {"hmc": fit})
+    ax = fig.axes[0]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    line = ax.lines[-1]
+    np.testing.assert_allclose(line.get_ydata(), np.exp(fit.log_c) * np.asarray(line.get_xdata()) ** fit.z)
+    assert any("z = 2.00 ± " in t.get_text() for t in ax.get_legend().get_texts())
+    _png(fig, tmp_path / "txi.png")
+    fig = plots.plot_tau_vs_kernel_size({"fhmc L=8": {"k": [3, 5], "tau": [10, 8], "tau_err": [1, 1],
+                                                      "cost": [1.0, 1.2], "cost_err": [0.1, 0.1]}})
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    _png(fig, tmp_path / "k.png")
+
+
+def test_plot_run_needs_results(tmp_path):
+    with pytest.raises(FileNotFoundError, match="results.json"):
+        plots.plot_run(tmp_path)

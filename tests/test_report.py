@@ -1,0 +1,131 @@
+"""trivflow.report: the z fit against independent fitters and known truth; collect/write on a sweep tree."""
+
+import csv
+import json
+import warnings
+
+import numpy as np
+import pytest
+import yaml
+
+from trivflow import report
+
+
+def test_fit_z_without_xi_errors_equals_weighted_polyfit():
+    xi = np.array([2.0, 3.0, 4.0, 6.0, 8.0])
+    rng = np.random.default_rng(3)
+    tau = 0.7 * xi**2.2 * np.exp(rng.normal(0, 0.03, xi.size))
+    tau_err = 0.03 * tau
+    fit = report.fit_z(xi, np.zeros_like(xi), tau, tau_err)
+    (z, log_c), cov = np.polyfit(np.log(xi), np.log(tau), 1, w=tau / tau_err, cov="unscaled")
+    assert fit.z == pytest.approx(z, rel=1e-10) and fit.log_c == pytest.approx(log_c, rel=1e-10)
+    assert fit.z_err == pytest.approx(np.sqrt(cov[0, 0]), rel=1e-8)
+    assert fit.log_c_err == pytest.approx(np.sqrt(cov[1, 1]), rel=1e-8)
+    assert fit.dof == 3 and fit.chi2 == pytest.approx(np.sum(((np.log(tau) - log_c - z * np.log(xi)) * tau / tau_err) ** 2))
+
+
+def test_fit_z_with_xi_errors_is_the_effective_variance_fixed_point():
+    from scipy.optimize import curve_fit
+
+    xi = np.array([1.5, 2.0, 3.0, 4.0])
+    tau = np.array([4.1, 8.3, 17.0, 33.0])
+    xi_err, tau_err = 0.05 * xi, 0.04 * tau
+    fit = report.fit_z(xi, xi_err, tau, tau_err)
+    sigma = np.sqrt((tau_err / tau) ** 2 + fit.z**2 * (xi_err / xi) ** 2)
+    popt, pcov = curve_fit(lambda x, a, b: a + b * x, np.log(xi), np.log(tau), sigma=sigma, absolute_sigma=True)
+    assert [fit.log_c, fit.z] == pytest.approx(popt, rel=1e-8)
+    np.testing.assert_allclose(fit.cov, pcov, rtol=1e-6)
+    # x errors inflate the slope error relative to ignoring them
+    assert fit.z_err > report.fit_z(xi, 0 * xi, tau, tau_err).z_err
+
+
+def test_fit_z_recovers_known_z_with_calibrated_errors():
+    rng = np.random.default_rng(4)
+    xi_true = np.array([2.0, 3.0, 4.0, 6.0, 8.0])
+    z_true, c = 1.8, 1.3
+    rel_xi, rel_tau = 0.02, 0.05
+    pulls = []
+    for _ in range(1500):
+        xi = xi_true * np.exp(rng.normal(0, rel_xi, xi_true.size))
+        tau = c * xi_true**z_true * np.exp(rng.normal(0, rel_tau, xi_true.size))
+        fit = report.fit_z(xi, rel_xi * xi, tau, rel_tau * tau)
+        pulls.append((fit.z - z_true) / fit.z_err)
+    pulls = np.array(pulls)
+    assert abs(pulls.mean()) < 0.1  # unbiased to a tenth of its error (MC error of the mean ≈ 0.026)
+    assert 0.9 < pulls.std() < 1.1  # the quoted error is the actual spread
+
+
+@pytest.mark.parametrize("args,message", [
+    (([2.0, 2.0], [0, 0], [1.0, 2.0], [0.1, 0.1]), "2 distinct xi"),
+    (([1.0, 2.0], [0, 0], [-1.0, 2.0], [0.1, 0.1]), "must be positive"),
+    (([1.0, 2.0], [0, 0], [1.0, 2.0], [0.0, 0.1]), "tau_err > 0"),
+    (([1.0, 2.0, 3.0], [0, 0], [1.0, 2.0, 3.0], [0.1, 0.1, 0.1]), "xi_err has 2 values"),
+])
+def test_fit_z_rejects_bad_input(args, message):
+    with pytest.raises(ValueError, match=message):
+        report.fit_z(*args)
+
+
+def _fake_job(path, *, L, beta, k, tau, xi, tps=1000.0, sampler="fhmc", overrides=()):
+    runs = {sampler: {"sampler": sampler, "acceptance": 0.9, "lattice": {"L": L, "d": 2, "beta": beta, "lam": 0.5},
+                      "tau_int": {"M": [tau, 0.1 * tau, 30], "absM": [1, 0.1, 3], "M2": [1, 0.1, 3]},
+                      "observables": {"xi": [xi, 0.02 * xi]}, "traj_per_second": tps}}
+    if sampler in report.FLOW_SAMPLERS:
+        runs[sampler]["prior"] = "gaussian"
+    results = {"experiment": "sweep", "lattice": {"L": L, "d": 2, "beta": beta, "lam": 0.5}, "runs": runs,
+               "flow": {"kernel_size": k, "num_layers": 1}, "training": {"seconds": 12.5, "mh_acceptance": 0.4}}
+    path.mkdir(parents=True)
+    (path / "results.json").write_text(json.dumps(results))
+    (path / ".hydra").mkdir()
+    (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
+
+
+def test_collect_and_write_report_on_a_multirun_tree(tmp_path):
+    sweep = tmp_path / "multirun" / "sweep" / "2026-01-01_00-00-00"
+    jobs = [(L, k) for k in (3, 5) for L in (8, 16)]  # Hydra's job order: last override varies fastest
+    for num, (L, k) in enumerate(jobs):
+        _fake_job(sweep / str(num), L=L, beta={8: 0.576, 16: 0.634}[L], k=k, xi=L / 4, tau=0.5 * (L / 4) ** 2 / k * 3,
+                  overrides=[f"flow.kernel_size={k}", f"lattice=L{L}"])
+    (sweep / "10").mkdir()  # natural order: a job without results is skipped, job 10 would sort after 2
+    rows = report.collect(tmp_path)
+    assert [r["job"] for r in rows] == [f"multirun/sweep/2026-01-01_00-00-00/{n}" for n in range(4)]
+    assert [set(r) for r in rows] == [set(report.COLUMNS)] * 4
+    r = rows[1]
+    assert (r["L"], r["kernel_size"], r["num_layers"], r["prior"], r["sampler"]) == (16, 3, 1, "gaussian", "fhmc")
+    assert r["overrides"] == "flow.kernel_size=3 lattice=L16"
+    assert r["cost_per_indep"] == pytest.approx(2 * r["tau_M"] / 1000.0)
+    assert r["cost_per_indep_err"] == pytest.approx(2 * r["tau_M_err"] / 1000.0)
+    assert (r["training_seconds"], r["flow_mh_acceptance"]) == (12.5, 0.4)
+
+    out = tmp_path / "rep"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        written = report.write_report(sweep, out)
+    assert set(written) == {"table.md", "table.csv", "fits.json", "tau_vs_xi.png", "tau_vs_kernel_size.png"}
+    with open(out / "table.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 4 and list(table[0]) == report.COLUMNS
+    md = (out / "table.md").read_text().splitlines()
+    assert len(md) == 2 + 4 and "tau_int(M)" in md[0] and "`flow.kernel_size=3 lattice=L8`" in md[2]
+    fits = json.loads((out / "fits.json").read_text())
+    assert set(fits) == {"fhmc k=3 prior=gaussian", "fhmc k=5 prior=gaussian"}
+    for f in fits.values():  # τ ∝ ξ² exactly: z = 2 with zero residual
+        assert f["z"] == pytest.approx(2.0, abs=1e-10) and f["chi2"] == pytest.approx(0, abs=1e-15)
+        assert f["z_err"] > 0
+    for name in ("tau_vs_xi.png", "tau_vs_kernel_size.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_single_run_has_no_sweep_plots_and_cli_errors(tmp_path, capsys):
+    _fake_job(tmp_path / "run", L=8, beta=0.576, k=3, xi=2.0, tau=5.0, sampler="hmc")
+    assert report.main([str(tmp_path / "run")]) == 0
+    out = tmp_path / "run" / "report"
+    assert sorted(p.name for p in out.iterdir()) == ["fits.json", "table.csv", "table.md"]
+    rows = report.collect(tmp_path / "run")
+    assert rows[0]["job"] == "." and rows[0]["kernel_size"] is None  # HMC uses no flow
+    assert "| . | sweep | hmc | 8 | 0.576 |  |  |  | hmc | 0.9 | 5 ± 0.5 | 2 ± 0.04 |" in capsys.readouterr().out
+    assert report.main([str(tmp_path / "empty_missing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert report.main([str(tmp_path / "empty")]) == 1
+    assert "no results.json" in capsys.readouterr().err
