@@ -290,12 +290,16 @@ def test_wrong_ensemble_file_is_refused_at_validation(tmp_path):
     validate(compose_cfg(["experiment=coarse_interp", f"prior.ensemble={save_ensemble(tmp_path / 'f.npz', fake_ensemble(8, beta=0.576))}"]))
 
 
+@pytest.mark.slow  # three flows and two ensembles: ~40 s on an idle 2-core CPU
 def test_coarse_interp_x2_end_to_end_and_checkpoint(tmp_path):
-    """interp4_x2 at L = 8 (β of the L = 4 and L = 2 levels given explicitly), with HMC and FHMC@gaussian."""
+    """interp4_x2 at L = 8 (β of the L = 4 and L = 2 levels given explicitly) beside FHMC@gaussian.
+    (The default-prior coarse_interp and coarse_bigvol experiments also run in tests/test_run.py.)"""
+    from trivflow.experiment import obtain_flow
+
     cfg = compose_cfg(["experiment=coarse_interp", "prior=interp4_x2", "lattice=L8", "prior.beta_coarse=0.45",
-                       "prior.beta_coarser=0.3", *TINY])
+                       "prior.beta_coarser=0.3", "baselines=[fhmc@gaussian]", *TINY])
     results = run(cfg, tmp_path / "run")
-    assert set(results["runs"]) == {"fhmc", "hmc", "fhmc@gaussian"}
+    assert set(results["runs"]) == {"fhmc", "fhmc@gaussian"}
     assert results["runs"]["fhmc"]["prior"] == "interp4_x2" and results["runs"]["fhmc@gaussian"]["prior"] == "gaussian"
     tr = results["training"]
     assert tr["lattice"]["L"] == 8 and tr["prior"]["source"] == {"L": 4, "d": 2, "beta": 0.45, "lam": 0.5}
@@ -308,27 +312,41 @@ def test_coarse_interp_x2_end_to_end_and_checkpoint(tmp_path):
     on_disk = json.loads((run_dir / "results.json").read_text())
     assert on_disk["runs"]["fhmc"]["acceptance"] > 0.5
 
-    # the checkpoint loads as g2 ∘ g1; another kernel size is refused for the composed flow too
-    again = compose_cfg(["lattice=L8", "sampler=fhmc", f"flow.checkpoint={run_dir}", *TINY])
-    res2 = run(again, tmp_path / "again")
-    assert "coarse" in res2["flow"]
-    bad = compose_cfg(["lattice=L8", "sampler=fhmc", f"flow.checkpoint={run_dir}", "flow.kernel_size=5", *TINY])
+    # the checkpoint loads as g2 ∘ g1 (one Compose: FHMC's hand-written pullback applies) ...
+    theory = validate(cfg)
+    loaded = obtain_flow(compose_cfg(["lattice=L8", "sampler=fhmc", f"flow.checkpoint={run_dir}"]), theory,
+                         tmp_path, progress=False)
+    assert "coarse" in loaded.config
+    from trivflow.flows import Compose, flow_forward_and_pullback
+    from flax import nnx
+
+    module = nnx.merge(loaded.graphdef, loaded.params)
+    assert isinstance(module, Compose) and len(module.layers) == 2
+    z = jax.random.normal(jax.random.key(0), (8, 8))
+    phi, log_det = loaded.forward(loaded.params, z)
+    phi1, ld1 = module.layers[0].forward_and_log_det(z)
+    phi2, ld2 = module.layers[1].forward_and_log_det(phi1)
+    np.testing.assert_allclose(phi, phi2, rtol=1e-13)
+    assert float(log_det) == pytest.approx(float(ld1 + ld2), rel=1e-12)
+    flow_forward_and_pullback(loaded.graphdef, loaded.params, z)
+    # ... and another kernel size is refused for the composed flow too
+    bad = compose_cfg(["lattice=L8", "sampler=fhmc", f"flow.checkpoint={run_dir}", "flow.kernel_size=5"])
     with pytest.raises(ValueError, match="kernel_size"):
-        run(bad, tmp_path / "bad")
+        obtain_flow(bad, theory, tmp_path, progress=False)
 
 
 def test_coarse_bigvol_end_to_end_with_imh(tmp_path):
-    cfg = compose_cfg(["experiment=coarse_bigvol", "lattice=L8", "prior.beta_coarse=0.45",
-                       "baselines=[hmc,imh]", *TINY])
+    from trivflow.priors import make_prior
+
+    cfg = compose_cfg(["experiment=coarse_bigvol", "lattice=L8", "prior.beta_coarse=0.45", "baselines=[imh]", *TINY])
     results = run(cfg, tmp_path)
-    assert set(results["runs"]) == {"fhmc", "hmc", "imh"}
+    assert set(results["runs"]) == {"fhmc", "imh"}
     assert results["runs"]["imh"]["prior"] == "coarse_bigvol"
     assert results["training"]["prior"]["source"] == {"L": 8, "d": 2, "beta": 0.45, "lam": 0.5}
     assert 0.0 <= results["training"]["mh_acceptance"] <= 1.0
     (ens_file,) = (tmp_path / "priors").glob("*.npz")
-    # a later run pointed at the ensemble reuses it (its theory is checked)
-    cfg2 = compose_cfg(["experiment=coarse_bigvol", "lattice=L8", "prior.beta_coarse=0.45", "baselines=[]",
-                        f"prior.ensemble={ens_file}", *TINY])
-    res2 = run(cfg2, tmp_path / "second")
-    assert res2["training"]["prior"]["ensemble"] == str(ens_file)
-    assert not (tmp_path / "second" / "priors").exists()
+    # a later run pointed at the ensemble file reuses it (its theory is checked)
+    prior, info = make_prior({**cfg.prior, "ensemble": str(ens_file)}, L_train=8, d=2, lam=0.5, seed=0,
+                             directory=tmp_path / "second")
+    assert isinstance(prior, CoarseTheoryPrior) and info["ensemble"] == str(ens_file)
+    assert prior.size == 40 and not (tmp_path / "second").exists()
