@@ -13,21 +13,35 @@ progress bar and checks for divergences.
 Randomness: chain c uses ``chain_key[c] = split(key, C)[c]`` and trajectory t (counted from
 0 including thermalization) uses ``fold_in(chain_key[c], t)``. Results therefore do not
 depend on the chunk size, and a run can be continued from any trajectory bit for bit.
+
+Resume: with ``state_path`` the driver saves (atomically, :mod:`trivflow.state`) the batched
+state, keys, trajectory counter, phase and the series so far every ``save_every`` chunks, and
+continues from such a file at its trajectory; chunk boundaries stay those of an uninterrupted
+run, so the result is the same bit for bit.
+
+Sharding: with several devices the chain axis is split over a 1-D mesh ``("chains",)``; the
+vmapped step needs no communication between chains, and each device runs the same
+per-chain program, so the numbers equal a one-device run's.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
+from ..state import load_state, read_meta, save_state
 from .kernel import HMCKernel, HMCState
 
 log = logging.getLogger(__name__)
@@ -125,9 +139,10 @@ _COMPILED: dict = {}
 
 
 def _compiled(fn, args, compile_times: list[float]):
-    """Ahead-of-time compile ``fn`` for the shapes of ``args`` once, timing the compilation."""
+    """Ahead-of-time compile ``fn`` for the shapes (and shardings) of ``args`` once, timing it."""
     leaves, treedef = jax.tree_util.tree_flatten(args)
-    signature = (fn, treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves))
+    signature = (fn, treedef, tuple((jnp.shape(x), jnp.result_type(x), getattr(x, "sharding", None))
+                                    for x in leaves))
     if signature not in _COMPILED:
         t0 = time.perf_counter()
         _COMPILED[signature] = fn.lower(*args).compile()
@@ -135,30 +150,121 @@ def _compiled(fn, args, compile_times: list[float]):
     return _COMPILED[signature]
 
 
+def running_tau_int(series, meas_every: int = 1) -> float | None:
+    """τ_int (in trajectories) of a ``(num_chains, n)`` series by the Γ-method (S_τ = 4), or
+    ``None`` while there are too few data. Cheap (one FFT); for progress displays only."""
+    from ..analysis import gamma_method
+
+    series = np.asarray(series)
+    if series.ndim != 2 or series.shape[1] < 8:
+        return None
+    try:
+        return float(gamma_method(series).tau_int) * meas_every
+    except ValueError:
+        return None
+
+
+def _postfix(bar, accepted, observables, meas_every) -> None:
+    """Progress-bar postfix: acceptance so far and a running τ_int(M) when M is measured."""
+    if bar is None or bar.disable:
+        return
+    post = {"acc": f"{float(np.mean(accepted)):.3f}"}
+    if observables and "M" in observables:
+        tau = running_tau_int(observables["M"], meas_every)
+        if tau is not None:
+            post["tau_M"] = f"{tau:.3g}"
+    bar.set_postfix(post)
+
+
+class _Series:
+    """Per-chunk series collected on the host; concatenated along the trajectory axis."""
+
+    def __init__(self, infos=None, obs=None):
+        self.infos = [] if infos is None else [infos]
+        self.obs = [] if obs is None else [obs]
+
+    def add(self, infos, obs):
+        self.infos.append(jax.tree_util.tree_map(np.asarray, infos))
+        if obs is not None:
+            self.obs.append(jax.tree_util.tree_map(np.asarray, obs))
+
+    def concat(self):
+        """``(infos, observables)``: an :class:`HMCInfo` of (C, n) arrays (None if empty) and a
+        dict of (C, n_meas, ...) arrays."""
+        cat = lambda *a: np.concatenate(a, axis=1)  # noqa: E731
+        infos = jax.tree_util.tree_map(cat, *self.infos) if self.infos else None
+        obs = jax.tree_util.tree_map(cat, *self.obs) if self.obs else {}
+        if len(self.infos) > 1:  # keep one concatenated block: cheaper next time
+            self.infos, self.obs = [infos], ([obs] if self.obs else [])
+        return infos, obs
+
+
 def _run_phase(kernel, measure_fn, states, chain_keys, params, step_size, start, n_traj,
-               meas_every, chunk_meas, bar, compile_times):
-    """Run ``n_traj`` trajectories from trajectory index ``start``; returns collected series."""
-    infos_all, obs_all = [], []
+               meas_every, chunk_meas, bar, compile_times, series: _Series | None = None,
+               scalar_sharding=None, on_chunk: Callable | None = None):
+    """Run ``n_traj`` trajectories from trajectory index ``start`` in chunks of at most
+    ``chunk_meas`` measurements; collected series go to ``series``. ``on_chunk(states, t)`` is
+    called after every chunk with the next trajectory index t."""
     done = 0
     while done < n_traj:
         n_meas = min(chunk_meas, (n_traj - done) // meas_every)
         fn = _chunk_function(kernel.step, measure_fn, n_meas, meas_every)
-        args = (states, chain_keys, jnp.asarray(start + done), params, step_size)
+        args = (states, chain_keys, _put(jnp.asarray(start + done), scalar_sharding), params, step_size)
         compiled = _compiled(fn, args, compile_times)
         states, infos, obs = compiled(*args)
         infos = jax.tree_util.tree_map(np.asarray, infos)
-        infos_all.append(infos)
-        if obs is not None:
-            obs_all.append(jax.tree_util.tree_map(np.asarray, obs))
         n_div = int(np.sum(infos.divergent))
         if n_div:
             log.warning("%d divergent trajectories in trajectories %d..%d (rejected); consider a smaller step size",
                         n_div, start + done, start + done + n_meas * meas_every)
         done += n_meas * meas_every
+        if series is not None:
+            series.add(infos, obs)
         if bar is not None:
             bar.update(n_meas * meas_every)
-            bar.set_postfix(acc=f"{float(np.mean(infos.accepted)):.3f}")
-    return states, infos_all, obs_all
+            if series is not None and not bar.disable:
+                all_infos, all_obs = series.concat()
+                _postfix(bar, all_infos.accepted, all_obs, meas_every)
+            else:
+                _postfix(bar, infos.accepted, None, meas_every)
+        if on_chunk is not None:
+            on_chunk(states, start + done)
+    return states
+
+
+def _hash_tree(tree) -> str:
+    """Short SHA-1 of a pytree's leaves (values, shapes, dtypes): identifies initial positions,
+    chain keys and params in a state's fingerprint without storing them there."""
+    h = hashlib.sha1()
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def chain_shardings(devices, num_chains: int, what: str = "sampler.num_chains"):
+    """``(chain_sharding, replicated)`` NamedShardings over a 1-D mesh ``("chains",)`` of
+    ``devices`` (default: ``jax.devices()``), or ``(None, None)`` for a single device.
+
+    Raises ``ValueError`` naming ``what`` when ``num_chains`` is not a multiple of the device count.
+    """
+    devs = list(jax.devices() if devices is None else devices)
+    if len(devs) <= 1:
+        return None, None
+    if num_chains % len(devs):
+        raise ValueError(
+            f"{what}={num_chains} must be a multiple of the number of devices ({len(devs)}) to shard "
+            f"the chains across them; change it or set sampler.shard=false (one device)"
+        )
+    mesh = Mesh(np.asarray(devs), ("chains",))
+    return NamedSharding(mesh, P("chains")), NamedSharding(mesh, P())
+
+
+def _put(tree, sharding):
+    return tree if sharding is None else jax.device_put(tree, sharding)
 
 
 def run_chains(
@@ -176,6 +282,10 @@ def run_chains(
     progress: bool = True,
     desc: str = "HMC",
     chain_keys=None,
+    state_path: str | Path | None = None,
+    save_every: int = 1,
+    fingerprint: dict | None = None,
+    devices=None,
 ) -> ChainResult:
     """Run ``num_chains`` independent HMC chains, vmapped, for ``num_therm + num_traj`` trajectories.
 
@@ -192,47 +302,126 @@ def run_chains(
         measure_fn: ``(position, params) -> pytree of arrays`` measured in-scan on one
             configuration, e.g. φ⁴ observables.
         chunk_size: trajectories per compiled chunk (rounded down to a multiple of
-            ``meas_every``); the host is visited once per chunk.
-        progress: show a progress bar per phase.
+            ``meas_every``); the host is visited once per chunk. The numbers do not depend on it.
+        progress: show a progress bar per phase (with the acceptance so far and, when
+            ``measure_fn`` gives ``"M"``, a running Γ-method τ_int(M) in trajectories).
         chain_keys: optional per-chain keys, shape ``(num_chains,)``, replacing
             ``split(key, C)`` (to reproduce a subset of chains, or to continue a run).
+        state_path: resumable state file (:mod:`trivflow.state`). Written atomically every
+            ``save_every`` chunks, at the end of thermalization and at the end: batched state,
+            chain keys, trajectory counter, phase, the series so far, elapsed seconds. If it
+            exists at the start, the run continues from it (bit for bit equal to an
+            uninterrupted run); a completed state returns its result without compute.
+        save_every: chunks between state saves (``sampler.checkpoint_every``).
+        fingerprint: settings the state depends on (e.g. :func:`trivflow.state.config_fingerprint`),
+            stored and checked on resume together with the driver's own arguments and hashes
+            of the initial positions, chain keys and params. A mismatch raises
+            :class:`trivflow.state.StateMismatchError` (a ``ValueError``).
+        devices: devices to shard the chain axis over (default ``jax.devices()``); with more
+            than one, positions, states, keys and series are split along chains with a
+            ``NamedSharding`` over a 1-D mesh and params are replicated. ``num_chains`` must
+            be a multiple of their number. The numbers equal a one-device run's.
 
     Returns:
-        :class:`ChainResult` with NumPy series of shape ``(num_chains, num_meas, ...)``.
+        :class:`ChainResult` with NumPy series of shape ``(num_chains, num_meas, ...)``;
+        ``extra["resumed_at"]`` is the trajectory a resumed run continued from.
     """
     validate_run_args(step_size, num_traj, num_therm, meas_every, chunk_size)
+    _check_positive_int("checkpoint_every", save_every)
     positions = jnp.array(positions, copy=True)  # the driver donates its buffers: never the caller's
     num_chains = positions.shape[0]
+    chain_sh, replicated = chain_shardings(devices, num_chains)
     if chain_keys is None:
         chain_keys = jax.random.split(key, num_chains)
     elif len(chain_keys) != num_chains:
         raise ValueError(f"chain_keys has {len(chain_keys)} keys for {num_chains} chains")
     step_size = jnp.asarray(step_size, dtype=positions.dtype)
     chunk_meas = max(1, chunk_size // meas_every)
+    total = num_therm + num_traj
+    state_path = None if state_path is None else Path(state_path)
+    fp = None
+    if state_path is not None:
+        fp = {"run_chains.num_chains": num_chains, "run_chains.num_traj": num_traj,
+              "run_chains.num_therm": num_therm, "run_chains.meas_every": meas_every,
+              "run_chains.step_size": float(step_size), "run_chains.shape": list(positions.shape[1:]),
+              "run_chains.dtype": str(positions.dtype), "run_chains.positions": _hash_tree(positions),
+              "run_chains.chain_keys": _hash_tree(chain_keys), "run_chains.params": _hash_tree(params),
+              **(fingerprint or {})}
     states = jax.vmap(kernel.init, in_axes=(0, None))(positions, params)
     compile_times: list[float] = []
+    timing = {"therm_seconds": 0.0, "seconds": 0.0, "compile_seconds": 0.0, "checkpoint_seconds": 0.0}
+    t, series, phase = 0, _Series(), "therm"
 
-    therm_seconds = 0.0
-    if num_therm:
-        bar = tqdm(total=num_therm, desc=f"{desc} therm", disable=not progress, leave=False)
+    if state_path is not None and state_path.exists():
+        meta = read_meta(state_path)
+        like = {"states": states, "chain_keys": chain_keys}
+        if meta["phase"] != "therm":
+            like.update(_series_structure(kernel, measure_fn, states, chain_keys, params, step_size))
+        tree, meta = load_state(state_path, like=like, fingerprint=fp)
+        states = jax.tree_util.tree_map(jnp.asarray, tree["states"])
+        chain_keys = tree["chain_keys"]
+        t, phase = int(meta["t"]), meta["phase"]
+        timing.update({k: float(meta[k]) for k in timing})
+        if phase != "therm":
+            series = _Series(tree["infos"], tree["observables"])
+        log.info("%s: resuming from %s at trajectory %d of %d", desc, state_path, t, total)
+    resumed_at = t
+
+    states, chain_keys = _put(states, chain_sh), _put(chain_keys, chain_sh)
+    params, step_size = _put(params, replicated), _put(step_size, replicated)
+    clock = {}  # the running phase: its timing key, start time, compile and checkpoint counts
+
+    def elapsed() -> float:
+        """Seconds of the running phase so far, compilation and state saving excluded."""
+        return (time.perf_counter() - clock["t0"] - sum(compile_times[clock["c0"]:])
+                - (timing["checkpoint_seconds"] - clock["s0"]))
+
+    def start_clock(key):
+        clock.update(key=key, t0=time.perf_counter(), c0=len(compile_times), s0=timing["checkpoint_seconds"])
+
+    n_chunks = 0
+
+    def checkpoint(states, t_next, phase, force=False):
+        nonlocal n_chunks
+        n_chunks += 1
+        if state_path is None or not (force or n_chunks % save_every == 0):
+            return
         t0 = time.perf_counter()
-        states, _, _ = _run_phase(kernel, None, states, chain_keys, params, step_size, 0, num_therm,
-                                  1, max(1, chunk_size), bar, compile_times)
-        therm_seconds = time.perf_counter() - t0 - sum(compile_times)
+        tree = {"states": states, "chain_keys": chain_keys}
+        if phase != "therm":
+            tree["infos"], tree["observables"] = series.concat()
+        now = dict(timing)
+        if clock:
+            now[clock["key"]] += elapsed()
+        now["compile_seconds"] += sum(compile_times)
+        meta = {"phase": phase, "t": t_next, "num_therm": num_therm, "num_traj": num_traj, **now}
+        save_state(state_path, tree, fingerprint=fp, meta=meta)
+        timing["checkpoint_seconds"] += time.perf_counter() - t0
+
+    if t < num_therm:
+        bar = tqdm(total=num_therm, initial=t, desc=f"{desc} therm", disable=not progress, leave=False)
+        start_clock("therm_seconds")
+        states = _run_phase(kernel, None, states, chain_keys, params, step_size, t, num_therm - t, 1,
+                            max(1, chunk_size), bar, compile_times, None, replicated,
+                            lambda st, tn: checkpoint(st, tn, "therm", force=tn == num_therm))
         bar.close()
+        timing["therm_seconds"] += elapsed()
+        clock.clear()
+        t = num_therm
+    if t < total:
+        bar = tqdm(total=num_traj, initial=t - num_therm, desc=desc, disable=not progress)
+        start_clock("seconds")
+        states = _run_phase(kernel, measure_fn, states, chain_keys, params, step_size, t, total - t,
+                            meas_every, chunk_meas, bar, compile_times, series, replicated,
+                            lambda st, tn: tn < total and checkpoint(st, tn, "measure"))
+        bar.close()
+        timing["seconds"] += elapsed()
+        clock.clear()
+    if phase != "done":
+        checkpoint(states, total, "done", force=True)  # with the final timings
+    timing["compile_seconds"] += sum(compile_times)
 
-    n_compile_before = len(compile_times)
-    bar = tqdm(total=num_traj, desc=desc, disable=not progress)
-    t0 = time.perf_counter()
-    states, infos, obs = _run_phase(kernel, measure_fn, states, chain_keys, params, step_size,
-                                    num_therm, num_traj, meas_every, chunk_meas, bar, compile_times)
-    seconds = time.perf_counter() - t0 - sum(compile_times[n_compile_before:])
-    bar.close()
-
-    infos = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=1), *infos)
-    observables = {}
-    if obs:
-        observables = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=1), *obs)
+    infos, observables = series.concat()
     return ChainResult(
         observables=observables,
         delta_H=infos.delta_H,
@@ -244,10 +433,21 @@ def run_chains(
         num_traj=num_traj,
         num_therm=num_therm,
         meas_every=meas_every,
-        seconds=seconds,
-        therm_seconds=therm_seconds,
-        compile_seconds=sum(compile_times),
+        seconds=timing["seconds"],
+        therm_seconds=timing["therm_seconds"],
+        compile_seconds=timing["compile_seconds"],
+        extra={"resumed_at": resumed_at, "checkpoint_seconds": timing["checkpoint_seconds"]},
     )
+
+
+def _series_structure(kernel, measure_fn, states, chain_keys, params, step_size) -> dict:
+    """Shape-only pytrees of the collected series (``infos`` of one trajectory, ``observables``
+    of one measurement) for :func:`trivflow.state.load_state`'s structure check."""
+    vstep = jax.vmap(kernel.step, in_axes=(0, 0, None, None))
+    _, infos = jax.eval_shape(vstep, chain_keys, states, params, step_size)
+    obs = {} if measure_fn is None else jax.eval_shape(
+        jax.vmap(measure_fn, (0, None)), states.position, params)
+    return {"infos": infos, "observables": obs}
 
 
 def random_positions(key, num_chains: int, shape: tuple[int, ...], dtype=None) -> jnp.ndarray:

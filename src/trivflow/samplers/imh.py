@@ -8,12 +8,18 @@ overlap of q and p shrinks.
 Layout: per chunk, ``batch`` proposals for every chain are drawn and measured at once
 (vmapped, the expensive part), then a ``lax.scan`` runs the sequential accept/reject over the
 batch, carrying the current weight and observables — no configuration is copied.
+
+Resume: like :func:`trivflow.hmc.run_chains`, ``run_imh`` can save its state every few chunks
+and continue from it bit for bit. (NUTS, :mod:`trivflow.samplers.nuts`, is not resumable: it
+runs as one NumPyro call.)
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import time
+from pathlib import Path
 from typing import Callable
 
 import jax
@@ -21,7 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..hmc.driver import ChainResult, _check_positive_int
+from ..hmc.driver import ChainResult, _check_positive_int, _hash_tree, _postfix
+from ..state import load_state, save_state
+
+log = logging.getLogger(__name__)
 
 
 def _accept_scan(key, w_proposals, obs_proposals, w_current, obs_current):
@@ -74,14 +83,28 @@ def run_imh(
     batch_size: int = 1000,
     progress: bool = True,
     desc: str = "IMH",
+    state_path: str | Path | None = None,
+    save_every: int = 1,
+    fingerprint: dict | None = None,
 ) -> ChainResult:
     """Run ``num_chains`` independence-MH chains for ``num_steps`` steps each.
+
+    Randomness: chunk i of every chain c uses ``split(fold_in(chain_key[c], i), batch + 1)``
+    (the first key for the accept uniforms, the others one per proposal), so the numbers depend
+    on ``batch_size`` but not on interruptions.
 
     Args:
         propose_fn: ``(key, params) -> (phi, w)`` one proposal and its log-weight
             w = log q(φ) + S(φ) (see :func:`trivflow.samplers.flow_proposal`).
         measure_fn: ``(phi, params) -> pytree`` of observables.
         batch_size: proposals per chain per compiled chunk.
+        progress: progress bar with the acceptance so far and a running τ_int(M).
+        state_path, save_every, fingerprint: resumable state, as in
+            :func:`trivflow.hmc.run_chains` (saved every ``save_every`` chunks and at the end:
+            current log-weights and observables, chain keys, chunk index, series so far).
+
+    Runs on one device: with the chain axis sharded (as :func:`trivflow.hmc.run_chains` does),
+    XLA:CPU (jax 0.7) fails on the FFT of the in-scan correlator with a layout RET_CHECK.
 
     Returns:
         :class:`~trivflow.hmc.ChainResult` with observables of shape (num_chains, num_steps, ...),
@@ -90,16 +113,55 @@ def run_imh(
     _check_positive_int("num_chains", num_chains)
     _check_positive_int("num_traj", num_steps)
     _check_positive_int("batch_size", batch_size)
+    _check_positive_int("checkpoint_every", save_every)
     chain_keys = jax.random.split(key, num_chains + 1)
     init_key, chain_keys = chain_keys[0], chain_keys[1:]
-    # the first state of every chain is a proposal, accepted unconditionally
-    first = jax.vmap(lambda k: propose_fn(k, params))(jax.random.split(init_key, num_chains))
-    w_current = first[1]
-    obs_current = jax.vmap(measure_fn, (0, None))(first[0], params)
+    state_path = None if state_path is None else Path(state_path)
+    fp = None
+    if state_path is not None:
+        fp = {"run_imh.num_chains": num_chains, "run_imh.num_steps": num_steps,
+              "run_imh.batch_size": batch_size, "run_imh.key": _hash_tree(key),
+              "run_imh.params": _hash_tree(params), **(fingerprint or {})}
     obs_all, acc_all, prob_all = [], [], []
-    done, index = 0, 0
-    bar = tqdm(total=num_steps, desc=desc, disable=not progress)
+    done, index, seconds, save_seconds = 0, 0, 0.0, 0.0
+    if state_path is not None and state_path.exists():
+        obs_struct = jax.eval_shape(lambda k: measure_fn(propose_fn(k, params)[0], params), init_key)
+        w_struct = jax.eval_shape(lambda k: propose_fn(k, params)[1], init_key)
+        like = {"chain_keys": chain_keys, "w_current": w_struct, "obs_current": obs_struct,
+                "observables": obs_struct, "accepted": 0, "acceptance_prob": 0}
+        tree, meta = load_state(state_path, like=like, fingerprint=fp)
+        chain_keys, w_current, obs_current = tree["chain_keys"], tree["w_current"], tree["obs_current"]
+        obs_all, acc_all, prob_all = [tree["observables"]], [tree["accepted"]], [tree["acceptance_prob"]]
+        done, index, seconds = int(meta["done"]), int(meta["index"]), float(meta["seconds"])
+        log.info("%s: resuming from %s at step %d of %d", desc, state_path, done, num_steps)
+    else:
+        # the first state of every chain is a proposal, accepted unconditionally
+        first = jax.vmap(lambda k: propose_fn(k, params))(jax.random.split(init_key, num_chains))
+        w_current = first[1]
+        obs_current = jax.vmap(measure_fn, (0, None))(first[0], params)
+    resumed_at = done
+
+    def concat():
+        cat = lambda *a: np.concatenate(a, axis=1)  # noqa: E731
+        return (jax.tree_util.tree_map(cat, *obs_all), np.concatenate(acc_all, axis=1),
+                np.concatenate(prob_all, axis=1))
+
+    def save(final: bool, elapsed: float):
+        nonlocal obs_all, acc_all, prob_all, save_seconds
+        if state_path is None:
+            return
+        t0 = time.perf_counter()
+        obs, acc, prob = concat()
+        obs_all, acc_all, prob_all = [obs], [acc], [prob]  # keep one block
+        tree = {"chain_keys": chain_keys, "w_current": w_current, "obs_current": obs_current,
+                "observables": obs, "accepted": acc, "acceptance_prob": prob}
+        meta = {"done": done, "index": index, "seconds": seconds + elapsed, "complete": final}
+        save_state(state_path, tree, fingerprint=fp, meta=meta)
+        save_seconds += time.perf_counter() - t0
+
+    bar = tqdm(total=num_steps, initial=done, desc=desc, disable=not progress)
     t0 = time.perf_counter()
+    n_chunks = 0
     while done < num_steps:
         batch = min(batch_size, num_steps - done)
         fn = _chunk_function(propose_fn, measure_fn, batch)
@@ -109,17 +171,22 @@ def run_imh(
         prob_all.append(np.asarray(prob))
         done += batch
         index += 1
+        n_chunks += 1
         bar.update(batch)
-        bar.set_postfix(acc=f"{float(np.mean(acc_all[-1])):.3f}")
-    seconds = time.perf_counter() - t0
+        if not bar.disable:
+            o, a, _ = concat()
+            _postfix(bar, a, o, 1)
+        if done == num_steps or n_chunks % save_every == 0:
+            save(done == num_steps, time.perf_counter() - t0 - save_seconds)
+    if done > resumed_at:
+        seconds += time.perf_counter() - t0 - save_seconds
     bar.close()
-    observables = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=1), *obs_all)
-    accepted = np.concatenate(acc_all, axis=1)
+    observables, accepted, acceptance_prob = concat()
     return ChainResult(
         observables=observables,
         delta_H=None,
         accepted=accepted,
-        acceptance_prob=np.concatenate(prob_all, axis=1),
+        acceptance_prob=acceptance_prob,
         divergent=np.zeros_like(accepted),
         final_state=None,
         num_chains=num_chains,
@@ -129,6 +196,7 @@ def run_imh(
         seconds=seconds,
         therm_seconds=0.0,
         compile_seconds=0.0,
+        extra={"resumed_at": resumed_at, "checkpoint_seconds": save_seconds},
     )
 
 

@@ -8,9 +8,11 @@ are fetched once per log interval, where the host checks them and updates the pr
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -20,6 +22,8 @@ import optax
 from flax import nnx
 
 from .objectives import flow_metrics, reverse_kl_loss
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -144,6 +148,9 @@ def train_flow(
     log_every: int = 50,
     progress: bool = True,
     callback: Callable | None = None,
+    state_path: str | Path | None = None,
+    save_every: int = 4,
+    fingerprint: dict | None = None,
 ):
     """Train the flow by minimising the reverse KL, loss = mean_batch [log r − log|det J_g| + S∘g].
 
@@ -163,6 +170,15 @@ def train_flow(
         callback: ``callback(step, metrics, params)`` at every log point, ``metrics`` a dict of
             floats of the latest step, ``params`` a copy of the current parameters (safe to
             keep); returning ``True`` stops training early.
+        state_path: resumable state file (:mod:`trivflow.state`): the :class:`TrainState`
+            (params, optimizer state, key, prior batch), the step counter and the history so
+            far, written atomically every ``save_every`` log intervals and at the end. If it
+            exists at the start, training continues from it, bit for bit equal to an
+            uninterrupted run; a completed state returns its params and history at once.
+        save_every: log intervals between state saves (``train.checkpoint_every``).
+        fingerprint: settings the state depends on, stored and checked on resume together
+            with ``steps``, ``batch_size``, ``lr`` and hashes of ``key`` and the initial
+            ``params``; a mismatch raises :class:`trivflow.state.StateMismatchError`.
 
     Returns:
         ``(params, history)``: the trained params, and a dict of numpy arrays, one entry per
@@ -178,10 +194,21 @@ def train_flow(
             first such step; detected at the next log point.
     """
     _check_train_args(steps, batch_size, lr, log_every)
+    if not isinstance(save_every, (int, np.integer)) or isinstance(save_every, bool) or save_every < 1:
+        raise ValueError(f"train.checkpoint_every must be an integer >= 1, got checkpoint_every={save_every!r}")
     from tqdm.auto import tqdm
+
+    from ..hmc.driver import _hash_tree
+    from ..state import load_state, save_state
 
     optimizer = make_optimizer(lr, steps)
     init_fn, step_fn = make_train_step(graphdef, prior, action_fn, optimizer, batch_size)
+    state_path = None if state_path is None else Path(state_path)
+    fp = None
+    if state_path is not None:
+        fp = {"train_flow.steps": steps, "train_flow.batch_size": batch_size, "train_flow.lr": lr,
+              "train_flow.key": _hash_tree(key), "train_flow.params": _hash_tree(params),
+              "train_flow.shape": list(prior.shape), **(fingerprint or {})}
     params = jax.tree_util.tree_map(jnp.array, params)  # copy: the step donates its inputs
     state = init_fn(params, key)
 
@@ -189,13 +216,33 @@ def train_flow(
     history: dict[str, list] = {k: [] for k in names}
     pending: list = []
     done = 0
-    t_start = time.perf_counter()
+    seconds_before = 0.0  # wall time of earlier, interrupted runs
     compile_seconds = float("nan")
-    bar = tqdm(total=steps, disable=not progress, desc="train flow", leave=False)
+    complete = False
+    if state_path is not None and state_path.exists():
+        like = {"state": state, "history": {k: 0 for k in names}}
+        tree, meta = load_state(state_path, like=like, fingerprint=fp)
+        state = jax.tree_util.tree_map(jnp.asarray, tree["state"])
+        history = {k: [float(x) for x in tree["history"][k]] for k in names}
+        done, complete = int(meta["done"]), bool(meta["complete"])
+        seconds_before, compile_seconds = float(meta["seconds"]), float(meta["compile_seconds"])
+        log.info("training: resuming from %s at step %d of %d", state_path, done, steps)
+    resumed_at = done
+    n_logs = 0
+    t_start = time.perf_counter()
+
+    def save(final: bool):
+        if state_path is not None:
+            meta = {"done": done, "complete": final, "seconds": seconds_before + time.perf_counter() - t_start,
+                    "compile_seconds": compile_seconds, "steps": steps}
+            hist = {k: np.asarray(history[k][:done], dtype=np.float64) for k in names}
+            save_state(state_path, {"state": state, "history": hist}, fingerprint=fp, meta=meta)
+
+    bar = tqdm(total=steps, initial=done, disable=not progress, desc="train flow", leave=False)
     try:
-        for i in range(steps):
+        for i in range(done, steps if not complete else done):
             state, metrics = step_fn(state)
-            if i == 0:
+            if i == resumed_at and math.isnan(compile_seconds):
                 jax.block_until_ready(metrics)
                 compile_seconds = time.perf_counter() - t_start
             pending.append(metrics)
@@ -213,13 +260,18 @@ def train_flow(
             done = i + 1
             last = {k: history[k][-1] for k in names}
             bar.set_postfix(loss=f"{last['loss']:.4g}", ess=f"{last['ess']:.3f}", acc=f"{last['mh_acceptance']:.3f}")
+            n_logs += 1
+            if done == steps or n_logs % save_every == 0:
+                save(final=done == steps)
             if callback is not None and callback(done, last, jax.tree_util.tree_map(jnp.copy, state.params)):
+                if done < steps:
+                    save(final=True)  # stopped early: a resume returns this result
                 break
     finally:
         bar.close()
     out = {"step": np.arange(1, done + 1)}
     out.update({k: np.asarray(history[k][:done]) for k in names})
     out["lr"] = lr * 0.5 * (1.0 + np.cos(np.pi * np.arange(done) / steps))  # optax cosine_decay_schedule
-    out["seconds"] = np.asarray(time.perf_counter() - t_start)
+    out["seconds"] = np.asarray(seconds_before + time.perf_counter() - t_start)
     out["compile_seconds"] = np.asarray(compile_seconds)
     return state.params, out
