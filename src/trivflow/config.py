@@ -55,6 +55,8 @@ class SamplerConfig:
     integrator: str = "leapfrog"
     meas_every: int = 1
     chunk_size: int = 1000
+    checkpoint_every: int = 1  # chunks between saves of <run>/state/<label>.npz (resume)
+    shard: bool = True  # split hmc/fhmc chains over all devices (num_chains a multiple of their number)
     batch_size: int = 1000
     target_accept: float = 0.8
 
@@ -86,15 +88,37 @@ class TrainSchema:
     batch_size: int = 500
     lr: float = 0.01
     log_every: int = 50
+    checkpoint_every: int = 4  # log intervals between saves of <run>/state/train.npz (resume)
     L: Optional[int] = None
     beta: Optional[float] = None
 
 
 @dataclass
 class PriorSchema:
-    """The prior r(z) of the flow (physics.md §5)."""
+    """The prior r(z) of the flow (physics.md §5); see :mod:`trivflow.priors.factory`.
+
+    ``name``: gaussian | coarse_bigvol | interp | interp4 | interp4_x2. The others draw from an
+    HMC ensemble of the source theory: ``ensemble`` (a .npz path; null: generate ``ensemble_size``
+    configurations with ``chains`` chains, ``therm`` + one kept every ``spacing`` trajectories of
+    ``num_steps`` leapfrog steps, into ``<run>/priors/``). ``beta_coarse``: β(L/2) (null: the
+    line-of-constant-physics table); ``beta_coarser``/``ensemble_coarser``: the L/4 level of
+    interp4_x2. ``noise``: σ of interp. ``flip_sign``: random global sign of each member.
+    """
 
     name: str = "gaussian"
+    ensemble: Optional[str] = None
+    ensemble_size: int = 10000
+    spacing: int = 10
+    therm: int = 1000
+    chains: int = 64
+    num_steps: int = 10
+    traj_length: float = 1.0
+    seed: Optional[int] = None  # null: the run's seed
+    noise: float = 0.0
+    beta_coarse: Optional[float] = None
+    beta_coarser: Optional[float] = None
+    ensemble_coarser: Optional[str] = None
+    flip_sign: bool = True
 
 
 @dataclass
@@ -106,6 +130,33 @@ class AnalysisConfig:
 
 
 @dataclass
+class TuneSchema:
+    """β tuning (``task: tune_beta``, :mod:`trivflow.tuning`): bracket, stopping rule, local fit.
+
+    ``beta_lo``/``beta_hi``: initial bracket (both or neither; None: from the LCP table at
+    λ = 0.5 in 2D, exact for λ = 0, of total width ``bracket_width``, None → 0.12/target_xi).
+    Stop once |ξ − target| ≤ max(tol_sigma·δξ, xi_rtol·target) or after ``max_iter``
+    measurements; β* from a weighted fit of log ξ vs β (quadratic once ≥ 4 points when
+    ``fit_degree`` = 2) through ``fit_points`` points nearest the root (None: all).
+    Warm start from the nearest earlier β within ``warm_dbeta`` with ``warm_therm``
+    thermalization trajectories (None: sampler.num_therm).
+    """
+
+    beta_lo: Optional[float] = None
+    beta_hi: Optional[float] = None
+    bracket_width: Optional[float] = None
+    max_iter: int = 8
+    tol_sigma: float = 1.0
+    xi_rtol: float = 0.0
+    fit_points: Optional[int] = None
+    fit_degree: int = 2
+    fit_window: float = 0.3  # final fit: points with |log(ξ/target_xi)| <= fit_window
+    max_step: Optional[float] = None
+    warm_dbeta: float = 0.01
+    warm_therm: Optional[int] = None
+
+
+@dataclass
 class Config:
     lattice: LatticeConfig = field(default_factory=LatticeConfig)
     action: ActionSchema = field(default_factory=ActionSchema)
@@ -114,6 +165,9 @@ class Config:
     flow: FlowSchema = field(default_factory=FlowSchema)
     train: TrainSchema = field(default_factory=TrainSchema)
     prior: PriorSchema = field(default_factory=PriorSchema)
+    tune: TuneSchema = field(default_factory=TuneSchema)
+    task: str = "sample"  # sample | tune_beta
+    target_xi: Optional[float] = None  # task=tune_beta: the ξ to reach (None: L/4, the LCP)
     baselines: list[str] = field(default_factory=list)  # more samplers run beside sampler.name
     volumes: list[int] = field(default_factory=list)  # more L at which the flow samplers run
     experiment: str = "default"
@@ -121,6 +175,7 @@ class Config:
     precision: str = "float64"
     platform: Optional[str] = None  # cpu | gpu | tpu; None lets JAX choose
     progress: bool = True
+    resume: Any = False  # false | true (latest unfinished run with the same overrides) | a run directory
     quiet: bool = False  # batch jobs: no progress bars, only warnings and errors on the console
     plots: bool = True  # write PNG figures of the run into <run dir>/plots (trivflow.plots)
 
@@ -128,8 +183,9 @@ class Config:
 ACTIONS = ("phi4", "free")
 SAMPLERS = ("hmc", "fhmc", "imh", "nuts")
 FLOW_SAMPLERS = ("fhmc", "imh")
-PRIORS = ("gaussian",)
+PRIORS = ("gaussian", "coarse_bigvol", "interp", "interp4", "interp4_x2")
 PRECISIONS = ("float32", "float64")
+TASKS = ("sample", "tune_beta")
 PLATFORMS = (None, "cpu", "gpu", "cuda", "tpu")
 
 
@@ -152,7 +208,13 @@ def _fail(key: str, value, expected: str):
 
 def needs_flow(c) -> bool:
     """Whether any sampler of the run uses a flow."""
-    return any(name in FLOW_SAMPLERS for name in [c.sampler.name, *c.baselines])
+    return any(name.partition("@")[0] in FLOW_SAMPLERS for name in [c.sampler.name, *c.baselines])
+
+
+def baseline_priors(c) -> list[str]:
+    """Distinct priors named by ``sampler@prior`` baselines, other than ``prior.name``."""
+    out = [b.partition("@")[2] for b in c.baselines if "@" in b]
+    return [p for i, p in enumerate(out) if p != c.prior.name and p not in out[:i]]
 
 
 def _validate_flow(c, theory: Phi4Theory) -> None:
@@ -169,7 +231,8 @@ def _validate_flow(c, theory: Phi4Theory) -> None:
             _fail(key, L, "an even lattice extent >= 2 (the flow's checkerboard needs even L)")
     if c.prior.name not in PRIORS:
         _fail("prior.name", c.prior.name, f"one of {list(PRIORS)}")
-    if f.checkpoint is None:
+    _validate_priors(c, theory)
+    if f.checkpoint is None or baseline_priors(c):
         for key, value, minimum in (("train.steps", t.steps, 1), ("train.batch_size", t.batch_size, 2),
                                     ("train.log_every", t.log_every, 1)):
             if value < minimum:
@@ -178,6 +241,40 @@ def _validate_flow(c, theory: Phi4Theory) -> None:
             _fail("train.lr", t.lr, "a positive learning rate")
         if t.beta is not None:
             Phi4Theory(L=t.L or theory.L, d=theory.d, beta=t.beta, lam=theory.lam)
+
+
+def _validate_priors(c, theory: Phi4Theory) -> None:
+    """Every prior a flow is trained with (``prior.name`` unless ``flow.checkpoint``, and each
+    ``sampler@prior`` baseline), and independence MH only where its prior fits (physics.md §5)."""
+    from .priors.factory import SIZED_PRIORS, check_prior_config, derived_prior_config
+
+    t = c.train
+    L_train, L_key = (t.L, "train.L") if t.L is not None else (theory.L, "lattice.L")
+    beta_train = t.beta if t.beta is not None else theory.beta
+    names = ([] if c.flow.checkpoint else [c.prior.name]) + baseline_priors(c)
+    for name in names:
+        prior_cfg = derived_prior_config(vars(c.prior), name)
+        check_prior_config(prior_cfg, L_train=L_train, beta_train=beta_train, d=theory.d, lam=theory.lam,
+                           seed=c.seed, L_key=L_key)
+    imh = [(b.partition("@")[2] or c.prior.name) for b in [c.sampler.name, *c.baselines]
+           if b.partition("@")[0] == "imh"]
+    for name in imh:
+        if name not in SIZED_PRIORS:
+            continue
+        where = "sampler.name" if c.sampler.name == "imh" else "baselines"
+        if name == "interp4_x2":
+            _fail(where, "imh", "fhmc with prior interp4_x2 (the composed flow g2∘g1 has no prior of its own)")
+        if name == "interp" and not c.prior.noise:
+            _fail("prior.noise", c.prior.noise, "> 0 for imh with prior interp (sigma = 0 has no density)")
+        if c.flow.checkpoint and name == c.prior.name:
+            _fail("flow.checkpoint", c.flow.checkpoint, f"null for imh with prior {name!r} (a loaded flow's "
+                  f"ensemble prior is not rebuilt; use prior=gaussian or train the flow in this run)")
+        if L_train != theory.L:
+            _fail("train.L", L_train, f"null (= lattice.L) for imh with prior {name!r}: its density lives on the "
+                  f"training lattice")
+        if c.volumes and c.sampler.name == "imh":
+            _fail("volumes", list(c.volumes), f"empty for imh with prior {name!r}: its density lives on "
+                  f"L={L_train} only")
 
 
 def validate(cfg: DictConfig | Config) -> Phi4Theory:
@@ -193,11 +290,14 @@ def validate(cfg: DictConfig | Config) -> Phi4Theory:
         _fail("lattice.lam", lat.lam, "0 with action=free (the free theory has no quartic term)")
     theory = Phi4Theory(L=lat.L, d=lat.d, beta=lat.beta, lam=lat.lam)
     for key, name in [("sampler.name", smp.name), *[("baselines", b) for b in c.baselines]]:
-        if name not in SAMPLERS:
-            _fail(key, name, f"one of {list(SAMPLERS)}")
+        sampler, at, prior = name.partition("@")
+        if sampler not in SAMPLERS or (key == "sampler.name" and at):
+            _fail(key, name, f"one of {list(SAMPLERS)}" + (", or sampler@prior" if key == "baselines" else ""))
+        if at and (sampler not in FLOW_SAMPLERS or prior not in PRIORS):
+            _fail(key, name, f"sampler@prior with a flow sampler {list(FLOW_SAMPLERS)} and a prior {list(PRIORS)}")
     if c.volumes and smp.name not in FLOW_SAMPLERS:
         _fail("volumes", list(c.volumes), f"empty unless sampler.name is a flow sampler {list(FLOW_SAMPLERS)}")
-    if smp.name == "imh" or "imh" in c.baselines:
+    if "imh" in [b.partition("@")[0] for b in [smp.name, *c.baselines]]:
         if smp.batch_size < 1:
             _fail("sampler.batch_size", smp.batch_size, "an integer >= 1")
     if smp.name == "nuts" or "nuts" in c.baselines:
@@ -211,6 +311,12 @@ def validate(cfg: DictConfig | Config) -> Phi4Theory:
         _fail("sampler.num_steps", smp.num_steps, "an integer >= 1")
     if not smp.traj_length > 0:
         _fail("sampler.traj_length", smp.traj_length, "a positive number (step size = traj_length/num_steps)")
+    if not isinstance(c.resume, (bool, str)) or c.resume == "":
+        _fail("resume", c.resume, "false, true or a run directory")
+    for key, value in (("sampler.checkpoint_every", smp.checkpoint_every),
+                       ("train.checkpoint_every", c.train.checkpoint_every)):
+        if value < 1:
+            _fail(key, value, "an integer >= 1")
     validate_run_args(smp.traj_length / smp.num_steps, smp.num_traj, smp.num_therm, smp.meas_every,
                       smp.chunk_size)
     if c.precision not in PRECISIONS:
@@ -223,6 +329,12 @@ def validate(cfg: DictConfig | Config) -> Phi4Theory:
         t = list(ana.plateau)
         if len(t) != 2 or not 1 <= t[0] <= t[1] <= lat.L // 2 - 1:
             _fail("analysis.plateau", t, f"[t_min, t_max] with 1 <= t_min <= t_max <= L/2 - 1 = {lat.L // 2 - 1}")
-    if needs_flow(c):
+    if c.task not in TASKS:
+        _fail("task", c.task, f"one of {list(TASKS)}")
+    if c.task == "tune_beta":
+        from .tuning import validate_tune
+
+        validate_tune(c, theory)
+    elif needs_flow(c):
         _validate_flow(c, theory)
     return theory

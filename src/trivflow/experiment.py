@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from .config import needs_flow, validate
+from .config import FLOW_SAMPLERS, needs_flow, validate
+from .state import config_fingerprint, read_meta
 
 log = logging.getLogger("trivflow")
 
@@ -54,6 +55,7 @@ class TrainedFlow:
     params: object
     config: dict
     training: dict | None  # the results.json "training" block, None when loaded
+    prior: object = None  # the prior it was trained with (independence MH proposes from it)
 
     @property
     def forward(self):
@@ -79,13 +81,16 @@ def _checkpoint_dir(path: str) -> Path:
     return p / "flow" if (p / "flow").is_dir() and not (p / "flow_config.json").exists() else p
 
 
-def obtain_flow(cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow:
-    """Train the flow on the training lattice (physics.md §6), or load ``flow.checkpoint``."""
+def obtain_flow(cfg, theory, out_dir: Path, *, progress: bool, prior_dir: Path | None = None) -> TrainedFlow:
+    """Train the flow on the training lattice (physics.md §6), or load ``flow.checkpoint``.
+
+    The prior's ensemble (coarse priors) is cached in ``prior_dir`` (default ``out_dir/priors``).
+    ``prior=interp4_x2`` trains two flows (:func:`obtain_x2_flow`)."""
     import jax
 
     from .flows import build_flow, split_flow
     from .lattice.phi4 import phi4_action
-    from .priors import GaussianPrior
+    from .priors import make_prior
     from .training import evaluate_flow, load_flow, save_flow, train_flow
 
     kwargs = _flow_kwargs(cfg)
@@ -94,25 +99,41 @@ def obtain_flow(cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow:
         expect = {k: kwargs[k] for k in ("kernel_size", "num_layers")}
         graphdef, params, stored = load_flow(path, shape=theory.shape, expect=expect)
         log.info("flow loaded from %s (trained at %s)", path, stored.get("lattice"))
-        return TrainedFlow(graphdef, params, stored, None)
+        loaded = TrainedFlow(graphdef, params, stored, None)
+        if (path / "coarse" / "flow_config.json").is_file():  # g2 ∘ g1 (interp4_x2): g1 in flow/coarse
+            coarse = TrainedFlow(*load_flow(path / "coarse", shape=theory.shape, expect=expect), None)
+            log.info("composed with the coarse flow from %s", path / "coarse")
+            return compose_flows(coarse, loaded)
+        return loaded
+    if cfg.prior.name == "interp4_x2":
+        return obtain_x2_flow(cfg, theory, out_dir, progress=progress)
 
     t = cfg.train
     L_train = t.L or theory.L
     beta_train = t.beta if t.beta is not None else theory.beta
     train_theory = {"L": L_train, "d": theory.d, "beta": beta_train, "lam": theory.lam}
     graphdef, params = split_flow(build_flow(**kwargs))
-    prior = GaussianPrior((L_train,) * theory.d)
+    prior, prior_info = make_prior(cfg.prior, L_train=L_train, d=theory.d, lam=theory.lam, seed=cfg.seed,
+                                   directory=prior_dir or out_dir / "priors", progress=progress)
     action_fn = partial(phi4_action, beta=beta_train, lam=theory.lam)
     key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
     key_before, key_train, key_after = jax.random.split(key, 3)
     before = evaluate_flow(key_before, graphdef, params, prior, action_fn, batch_size=t.batch_size)
+    state_path = state_file(cfg, out_dir, "train")
+    trained = state_path.exists() and read_meta(state_path).get("complete", False)
     log.info("training the flow at %s: %d steps, batch %d, lr %g", train_theory, t.steps, t.batch_size, t.lr)
     params, history = train_flow(key_train, graphdef, params, prior, action_fn, steps=t.steps,
-                                 batch_size=t.batch_size, lr=t.lr, log_every=t.log_every, progress=progress)
-    after = evaluate_flow(key_after, graphdef, params, prior, action_fn, batch_size=t.batch_size)
+                                 batch_size=t.batch_size, lr=t.lr, log_every=t.log_every, progress=progress,
+                                 state_path=state_path, save_every=t.checkpoint_every,
+                                 fingerprint=config_fingerprint(cfg))
     flow_config = {**kwargs, "lattice": train_theory, "prior": cfg.prior.name,
                    "train": {"steps": t.steps, "batch_size": t.batch_size, "lr": t.lr}}
-    save_flow(out_dir / "flow", params, flow_config, overwrite=True)
+    if trained and (out_dir / "flow" / "flow_config.json").is_file():  # resumed after training: reuse flow/
+        params = load_flow(out_dir / "flow", expect={k: kwargs[k] for k in ("kernel_size", "num_layers")})[1]
+        log.info("training had completed: flow loaded from %s", out_dir / "flow")
+    else:
+        save_flow(out_dir / "flow", params, flow_config, overwrite=True)
+    after = evaluate_flow(key_after, graphdef, params, prior, action_fn, batch_size=t.batch_size)
     np.savez(out_dir / "training_history.npz", **{k: np.asarray(v) for k, v in history.items()})
     training = {
         "steps": int(history["step"][-1]) if len(history["step"]) else 0,
@@ -121,15 +142,89 @@ def obtain_flow(cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow:
         "lattice": train_theory,
         "loss": after["loss"], "ess": after["ess"], "mh_acceptance": after["mh_acceptance"],
         "untrained": before,
+        "prior": prior_info,
     }
     log.info("trained: loss %.4g -> %.4g, ESS %.3f -> %.3f, MH acceptance %.3f -> %.3f (%.1f s)",
              before["loss"], after["loss"], before["ess"], after["ess"], before["mh_acceptance"],
              after["mh_acceptance"], training["seconds"])
-    return TrainedFlow(graphdef, params, flow_config, training)
+    return TrainedFlow(graphdef, params, flow_config, training, prior)
 
 
-def run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: bool):
-    """Run one sampler on ``theory``; returns the driver's ChainResult."""
+def compose_flows(g1: TrainedFlow, g2: TrainedFlow) -> TrainedFlow:
+    """g = g₂ ∘ g₁ as ONE Compose module (so FHMC keeps the hand-written pullback); the config
+    and training blocks are g₂'s with g₁'s under ``"coarse"``; no prior (it is neither one's)."""
+    from flax import nnx
+
+    from .flows import compose, split_flow
+
+    graphdef, params = split_flow(compose(nnx.merge(g1.graphdef, g1.params), nnx.merge(g2.graphdef, g2.params)))
+    training = None if g2.training is None else {**g2.training, "coarse": g1.training}
+    return TrainedFlow(graphdef, params, {**g2.config, "coarse": g1.config}, training)
+
+
+def _with(cfg, updates: dict):
+    """A copy of ``cfg`` with dotted-key ``updates``."""
+    cfg = cfg.copy()
+    for key, value in updates.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    return cfg
+
+
+def obtain_x2_flow(cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow:
+    """``prior=interp4_x2`` (physics.md §5): g₁ trained at (L/2, β(L/2)) with interp4 from
+    (L/4, β(L/4)) into ``out_dir/coarse``, g₂ at L with interp4 from (L/2, β(L/2)) into
+    ``out_dir/flow`` (g₁ copied to ``flow/coarse``, so the checkpoint loads as g₂ ∘ g₁)."""
+    import shutil
+
+    from .priors.factory import x2_levels
+
+    t = cfg.train
+    L = t.L or theory.L
+    levels = x2_levels(cfg.prior, L, t.beta if t.beta is not None else theory.beta)
+    flows = []
+    for level, where in zip(levels, (out_dir / "coarse", out_dir)):
+        where.mkdir(parents=True, exist_ok=True)
+        sub = _with(cfg, {"train.L": level["L"], "train.beta": level["beta"], "prior.beta_coarser": None,
+                          "prior.ensemble_coarser": None, **{f"prior.{k}": v for k, v in level["prior"].items()}})
+        flows.append(obtain_flow(sub, theory, where, progress=progress, prior_dir=out_dir / "priors"))
+    for flow in flows:
+        flow.config["prior"] = "interp4_x2"
+    shutil.copytree(out_dir / "coarse" / "flow", out_dir / "flow" / "coarse", dirs_exist_ok=True)
+    return compose_flows(*flows)
+
+
+def obtain_prior_flow(prior_name: str, cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow:
+    """A flow trained like the main one but with prior ``prior_name`` (a ``sampler@prior``
+    baseline), in ``out_dir/trainings/<prior_name>``; ensembles cached in ``out_dir/priors``."""
+    from .priors.factory import derived_prior_config
+
+    prior = derived_prior_config(OmegaConf.to_container(cfg.prior), prior_name)
+    sub = _with(cfg, {"flow.checkpoint": None, **{f"prior.{k}": v for k, v in prior.items()}})
+    where = out_dir / "trainings" / prior_name
+    where.mkdir(parents=True, exist_ok=True)
+    return obtain_flow(sub, theory, where, progress=progress, prior_dir=out_dir / "priors")
+
+
+def state_file(cfg, out_dir: Path, label: str) -> Path:
+    """``out_dir/state/<label>.npz``, the resumable state of one stage (:mod:`trivflow.state`).
+
+    States are always written, so that a killed run can be resumed; they are read only when
+    ``cfg.resume`` is set: otherwise a state left in ``out_dir`` by an earlier run is removed."""
+    path = Path(out_dir) / "state" / f"{label}.npz"
+    if not cfg.get("resume", False) and path.exists():
+        log.warning("resume=false: removing the old state %s", path)
+        path.unlink()
+    return path
+
+
+def run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: bool,
+                state_path: Path | None = None):
+    """Run one sampler on ``theory``; returns the driver's ChainResult.
+
+    ``state_path``: resumable state of hmc, fhmc and imh (written every
+    ``sampler.checkpoint_every`` chunks, continued from when it exists, checked against the
+    config's fingerprint). NUTS is one NumPyro call and is not resumable (it reruns, with the
+    same result). ``sampler.shard``: split the hmc/fhmc chains over all devices."""
     import jax
 
     from . import hmc
@@ -142,8 +237,11 @@ def run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: b
     positions = hmc.random_positions(key_init, s.num_chains, theory.shape)
     theory_params = hmc.phi4_params(theory, positions.dtype)
     desc = f"{name.upper()} L={theory.L}"
+    resumable = dict(state_path=state_path, save_every=s.checkpoint_every,
+                     fingerprint=None if state_path is None else config_fingerprint(cfg))
     hmc_args = dict(step_size=s.traj_length / s.num_steps, num_traj=s.num_traj, num_therm=s.num_therm,
-                    meas_every=s.meas_every, chunk_size=s.chunk_size, progress=progress, desc=desc)
+                    meas_every=s.meas_every, chunk_size=s.chunk_size, progress=progress, desc=desc,
+                    devices=None if s.shard else jax.devices()[:1], **resumable)
     if name == "hmc":
         kernel = hmc.phi4_kernel(s.num_steps, s.integrator)
         return hmc.run_chains(key_run, kernel, positions, theory_params, measure_fn=hmc.phi4_measure, **hmc_args)
@@ -158,38 +256,77 @@ def run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: b
         measure = pulled_back_measure(flow.forward, hmc.phi4_measure)
         return hmc.run_chains(key_run, kernel, positions, params, measure_fn=measure, **hmc_args)
     if name == "imh":
-        propose = flow_proposal(flow.forward, GaussianPrior(theory.shape), hmc.phi4_potential)
+        prior = flow.prior if flow.prior is not None else GaussianPrior(theory.shape)
+        if tuple(prior.shape) != tuple(theory.shape):
+            if not isinstance(prior, GaussianPrior):  # refused by validate(); a library caller may get here
+                raise ValueError(f"imh at L={theory.L}: the flow's prior lives on shape {prior.shape}")
+            prior = GaussianPrior(theory.shape)
+        propose = flow_proposal(flow.forward, prior, hmc.phi4_potential)
         return run_imh(key_run, propose, params, num_chains=s.num_chains, num_steps=s.num_traj,
-                       measure_fn=hmc.phi4_measure, batch_size=s.batch_size, progress=progress, desc=desc)
+                       measure_fn=hmc.phi4_measure, batch_size=s.batch_size, progress=progress, desc=desc,
+                       **resumable)
     raise ValueError(f"sampler.name={name!r} is invalid")  # unreachable after validate()
 
 
 def run(cfg: DictConfig, out_dir: str | Path) -> dict:
     """Run the experiment described by ``cfg`` and write ``results.json`` into ``out_dir``."""
+    if cfg.get("task", "sample") == "tune_beta":  # β tuning on the line of constant physics
+        from .tuning import run_tune_beta
+
+        return run_tune_beta(cfg, out_dir)
     theory = validate(cfg)  # every check happens here, before any compute
     configure_jax(cfg.precision, cfg.platform)
     from .lattice.observables import default_plateau
     from .lattice.theory import Phi4Theory
+    from .io import write_chains
+    from .plots import PLOTS_DIR, plot_run
     from .summary import summarize_phi4_run
 
     out_dir = Path(out_dir)
+    if isinstance(cfg.resume, str):  # resume=<run dir>: results go there (run.py resolves resume=true)
+        out_dir = Path(cfg.resume)
+        if not out_dir.is_dir():
+            raise ValueError(f"resume={cfg.resume!r} is invalid: expected an existing run directory")
+        log.info("resuming in %s: results go there", out_dir)
+    if cfg.sampler.shard and any(n.partition("@")[0] in ("hmc", "fhmc") for n in [cfg.sampler.name, *cfg.baselines]):
+        # before any compute: the chains must divide over the devices
+        from .hmc.driver import chain_shardings
+
+        chain_shardings(None, cfg.sampler.num_chains)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     # ξ does not change with the volume at fixed β, so extra volumes use the main lattice's plateau
     plateau = tuple(cfg.analysis.plateau) if cfg.analysis.plateau is not None else default_plateau(theory.L)
-    flow = obtain_flow(cfg, theory, out_dir, progress=cfg.progress) if needs_flow(cfg) else None
+    flows = {}  # prior name → TrainedFlow, each trained (or loaded) once; "sampler@prior" picks one
+
+    def flow_for(name: str) -> TrainedFlow | None:
+        sampler, _, prior_name = name.partition("@")
+        if sampler not in FLOW_SAMPLERS:
+            return None
+        prior_name = prior_name or cfg.prior.name
+        if prior_name not in flows:
+            flows[prior_name] = (obtain_flow(cfg, theory, out_dir, progress=cfg.progress)
+                                 if prior_name == cfg.prior.name else
+                                 obtain_prior_flow(prior_name, cfg, theory, out_dir, progress=cfg.progress))
+        return flows[prior_name]
 
     jobs = [(name, theory) for name in [cfg.sampler.name, *cfg.baselines]]
     jobs += [(cfg.sampler.name, Phi4Theory(L=L, d=theory.d, beta=theory.beta, lam=theory.lam))
              for L in cfg.volumes if L != theory.L]
-    runs = {}
+    runs, chains = {}, {}
     for name, th in jobs:
         label = name if th.L == theory.L else f"{name}_L{th.L}"
         log.info("%s: %s, %s, %d chains x %d", cfg.experiment, label, th, cfg.sampler.num_chains,
                  cfg.sampler.num_traj)
-        result = run_sampler(name, cfg, th, flow, progress=cfg.progress)
-        runs[label] = summarize_phi4_run(result, th, sampler=name, s_tau=cfg.analysis.s_tau, plateau=plateau)
+        sampler = name.partition("@")[0]
+        result = run_sampler(sampler, cfg, th, flow_for(name), progress=cfg.progress,
+                             state_path=state_file(cfg, out_dir, label))
+        runs[label] = summarize_phi4_run(result, th, sampler=sampler, s_tau=cfg.analysis.s_tau, plateau=plateau)
         runs[label]["lattice"] = th.to_dict()
+        if sampler in FLOW_SAMPLERS:
+            runs[label]["prior"] = name.partition("@")[2] or cfg.prior.name
+        chains[label] = (result, sampler, th.to_dict())
+    flow = flows.get(cfg.prior.name)
 
     results = {
         "experiment": cfg.experiment,
@@ -204,10 +341,21 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict:
     }
     if flow is not None and flow.training is not None:
         results["training"] = flow.training
+    if any(p != cfg.prior.name for p in flows):  # flows of sampler@prior baselines
+        results["trainings"] = {p: f.training for p, f in flows.items() if p != cfg.prior.name}
     if flow is not None:
         results["flow"] = {k: v for k, v in flow.config.items() if k != "train"}
+    # chains first: results.json is the run's completion marker (trivflow.io documents the layout)
+    results["chains"] = {label: path.name for label, path in write_chains(out_dir, chains, cfg.sampler.name).items()}
+    if cfg.plots:
+        results["plots"] = PLOTS_DIR
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     log.info("results written to %s", out_dir / "results.json")
+    if cfg.plots:
+        try:
+            plot_run(out_dir)
+        except Exception:  # the results are on disk; a figure must not fail a sweep job
+            log.exception("plots of %s failed", out_dir)
     log.info("\n%s", format_summary(results))
     return results
 
@@ -233,5 +381,13 @@ def format_summary(results: dict) -> str:
             f"  {r['traj_per_second']:.4g} chain-trajectories/s ({r['seconds']:.1f} s sampling, "
             f"{r['compile_seconds']:.1f} s compile)",
         ]
+        if "exact" in r:
+            ex = r["exact"]
+            lines.append("  exact (free theory): " + "   ".join(
+                f"{k} {ex[k]:.5g}" for k in ("chi", "G0", "xi") if ex.get(k) is not None))
         lines += [f"  WARNING {w}" for w in r.get("warnings", [])]
+    if results.get("chains"):
+        lines.append("chains (ArviZ netCDF, trivflow.io.load_chains): " + ", ".join(results["chains"].values()))
+    if results.get("plots"):
+        lines.append(f"plots: {results['plots']}/ (trivflow.plots)")
     return "\n".join(lines)

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from .theory import Phi4Theory
 
-#: L → β on the line ξ = L/4, λ = 0.5. L = 18 and 40 are approximate in the paper
-#: (marked ≈ there); a β-tuning tool refines them.
+#: L → β on the line ξ = L/4, λ = 0.5 (the paper), with L = 4 (not in the paper) and L = 18, 40
+#: (≈ in the paper) tuned by trivflow.tuning (experiment=tune_beta, experiments/tune_beta).
 LINE_OF_CONSTANT_PHYSICS: dict[int, float] = {
+    4: 0.4500,  # tuned here (ξ = 1 at L = 4): 0.4500(3), experiments/tune_beta; β(L/4) at L = 16
     6: 0.537,
     8: 0.576,
     10: 0.601,
     12: 0.616,
     14: 0.626,
     16: 0.634,
-    18: 0.641,
+    18: 0.6400,  # tuned: 0.64000(33) (experiments/tune_beta); the paper: ≈0.641
     20: 0.645,
-    40: 0.666,
+    40: 0.6667,  # tuned: 0.6667(5) (experiments/tune_beta); the paper: ≈0.666
     80: 0.677,
 }
 

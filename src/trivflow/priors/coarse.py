@@ -41,7 +41,7 @@ from .base import _check_batch_size
 
 
 def interleave4(cs: jnp.ndarray) -> jnp.ndarray:
-    """φ[2i+a, 2j+b] = cs[2a+b][i, j]: four (n0, n1) fields onto one (2n0, 2n1) field.
+    """``φ[2i+a, 2j+b] = cs[2a+b][i, j]``: four (n0, n1) fields onto one (2n0, 2n1) field.
 
     An exact permutation of the 4·n0·n1 numbers (log|det| = 0); inverse :func:`deinterleave4`.
 
@@ -58,7 +58,7 @@ def interleave4(cs: jnp.ndarray) -> jnp.ndarray:
 
 
 def deinterleave4(phi: jnp.ndarray) -> jnp.ndarray:
-    """cs[2a+b][i, j] = φ[2i+a, 2j+b]: the inverse of :func:`interleave4`.
+    """``cs[2a+b][i, j] = φ[2i+a, 2j+b]``: the inverse of :func:`interleave4`.
 
     Args:
         phi: shape ``(2n0, 2n1)`` (even extents).
