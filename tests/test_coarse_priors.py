@@ -265,8 +265,8 @@ def compose_cfg(overrides):
 @pytest.mark.parametrize("overrides,message", [
     (["experiment=coarse_interp", "prior=interp4_x2", "lattice=L6"], r"lattice.L=6 is invalid for prior.name='interp4_x2'"),
     (["experiment=coarse_interp", "prior=interp4_x2", "train.L=10", "train.beta=0.6"], r"train.L=10 is invalid"),
-    (["experiment=coarse_interp", "prior=interp4_x2"], r"prior.beta_coarser is null .* no beta for L=4"),
-    (["experiment=coarse_interp", "lattice=L8"], r"prior.beta_coarse is null .* L=4"),
+    (["experiment=coarse_interp", "prior=interp4_x2", "lattice=L12"], r"prior.beta_coarser is null .* no beta for L=3"),
+    (["experiment=coarse_interp", "lattice.L=44", "lattice.beta=0.67"], r"prior.beta_coarse is null .* L=22"),
     (["experiment=coarse_interp", "prior.name=bogus"], r"prior.name='bogus' is invalid"),
     (["experiment=coarse_interp", "baselines=[hmc@gaussian]"], r"baselines='hmc@gaussian' is invalid"),
     (["experiment=coarse_interp", "baselines=[fhmc@nope]"], r"baselines='fhmc@nope' is invalid"),
