@@ -230,6 +230,7 @@ def run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: b
     from . import hmc
     from .hmc.flowed import fhmc_kernel, pulled_back_measure
     from .priors import GaussianPrior
+    from .priors.base import as_pytree
     from .samplers import flow_proposal, run_imh, run_nuts
 
     s = cfg.sampler
@@ -261,7 +262,8 @@ def run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: b
             if not isinstance(prior, GaussianPrior):  # refused by validate(); a library caller may get here
                 raise ValueError(f"imh at L={theory.L}: the flow's prior lives on shape {prior.shape}")
             prior = GaussianPrior(theory.shape)
-        propose = flow_proposal(flow.forward, prior, hmc.phi4_potential)
+        propose = flow_proposal(flow.forward, None, hmc.phi4_potential)  # the prior is a jit argument
+        params = {**params, "prior": as_pytree(prior)}
         return run_imh(key_run, propose, params, num_chains=s.num_chains, num_steps=s.num_traj,
                        measure_fn=hmc.phi4_measure, batch_size=s.batch_size, progress=progress, desc=desc,
                        **resumable)

@@ -31,6 +31,64 @@ class Prior(Protocol):
     def log_prob(self, z: jnp.ndarray) -> jnp.ndarray: ...
 
 
+def register_prior(data_fields: tuple[str, ...] = ()):
+    """Class decorator: make a frozen-dataclass prior a JAX pytree.
+
+    The ``data_fields`` (arrays, e.g. an ensemble of configurations) become leaves and every
+    other field static aux data (must be hashable). Jitted code can then take the prior as an
+    *argument*: an ensemble closed over by ``jit`` would be embedded in the compiled program
+    as a constant (a 200 MB ensemble: 11 s of compilation and a 400 MB program on CPU).
+    Unflattening bypasses ``__init__``/``__post_init__`` (JAX may unflatten with placeholders).
+    """
+
+    def wrap(cls):
+        meta_fields = tuple(f.name for f in dataclasses.fields(cls) if f.name not in data_fields)
+
+        def flatten(prior):
+            return [getattr(prior, f) for f in data_fields], tuple(getattr(prior, f) for f in meta_fields)
+
+        def unflatten(meta, data):
+            prior = object.__new__(cls)
+            for name, value in (*zip(meta_fields, meta), *zip(data_fields, data)):
+                object.__setattr__(prior, name, value)
+            return prior
+
+        jax.tree_util.register_pytree_node(cls, flatten, unflatten)
+        return cls
+
+    return wrap
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _StaticPrior:
+    """A prior that is not a pytree, carried as static aux data (closed over by jitted code);
+    it must be hashable. Delegates the :class:`Prior` interface."""
+
+    prior: object
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.prior.shape
+
+    def sample(self, key, batch_size):
+        return self.prior.sample(key, batch_size)
+
+    def log_prob(self, z):
+        return self.prior.log_prob(z)
+
+
+jax.tree_util.register_pytree_node(_StaticPrior, lambda p: ((), p.prior), lambda prior, _: _StaticPrior(prior))
+
+
+def as_pytree(prior):
+    """``prior`` itself when it is a registered pytree (:func:`register_prior`), else wrapped so
+    that it can be passed to jitted functions as an argument (as static data)."""
+    leaves = jax.tree_util.tree_leaves(prior)
+    if len(leaves) == 1 and leaves[0] is prior:
+        return _StaticPrior(prior)
+    return prior
+
+
 def _check_shape(shape) -> tuple[int, ...]:
     try:
         shape = tuple(shape)
@@ -47,6 +105,7 @@ def _check_batch_size(batch_size) -> int:
     return batch_size
 
 
+@register_prior()
 @dataclasses.dataclass(frozen=True)
 class GaussianPrior:
     """r(z) = Π_x N(z_x; 0, 1):  log r(z) = −½ Σ_x z_x² − (V/2) log 2π,  V = prod(shape).

@@ -16,11 +16,11 @@ the empirical distribution of the members, so the training ESS / MH acceptance a
 independence-MH chain with these priors are exact only in the limit of a large ensemble; FHMC
 never uses the prior and is exact regardless.
 
-Implementation notes: the ensemble array is a field of the (immutable) prior; jitted code that
-closes over the prior embeds it as a constant (≈ N·V·8 bytes; e.g. 10⁴ configurations of 16²:
-20 MB, compiled in well under a second). The priors hash by identity (``eq=False``), so the
-training loop's compiled-step cache and :func:`trivflow.training.evaluate_flow` reuse their
-compilation for the same prior object.
+Implementation notes: the ensemble array is a field of the (immutable) prior, which is a JAX
+pytree (:func:`~trivflow.priors.base.register_prior`: ``configs`` a leaf, everything else static).
+The training step, :func:`trivflow.training.evaluate_flow` and independence MH take the prior as
+a jit *argument*, so the ensemble is never embedded in a compiled program as a constant, and one
+compilation serves every ensemble of the same shape.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from ..lattice.phi4 import phi4_action
-from .base import _check_batch_size
+from .base import _check_batch_size, register_prior
 
 
 # ----------------------------------------------------------------------------------------------
@@ -145,6 +145,7 @@ class _EnsemblePrior:
                              f"shape {tuple(jnp.shape(z))} (vmap over a batch)")
 
 
+@register_prior(data_fields=("configs",))
 @dataclasses.dataclass(frozen=True, eq=False)
 class CoarseTheoryPrior(_EnsemblePrior):
     """Coarse theory at bigger physical volume (``prior=coarse_bigvol``):
@@ -169,6 +170,7 @@ class CoarseTheoryPrior(_EnsemblePrior):
         return -self.coarse_action(z)
 
 
+@register_prior(data_fields=("configs",))
 @dataclasses.dataclass(frozen=True, eq=False)
 class InterpolationPrior(_EnsemblePrior):
     """One coarse configuration, interpolated (``prior=interp``):
@@ -223,6 +225,7 @@ class InterpolationPrior(_EnsemblePrior):
         return log_r
 
 
+@register_prior(data_fields=("configs",))
 @dataclasses.dataclass(frozen=True, eq=False)
 class Interleave4Prior(_EnsemblePrior):
     """Four independent coarse configurations interleaved (``prior=interp4``):

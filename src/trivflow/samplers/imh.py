@@ -205,15 +205,19 @@ def flow_proposal(flow_fn: Callable, prior, potential_fn: Callable) -> Callable:
 
     Args:
         flow_fn: ``(flow_params, z) -> (phi, log_det)`` on one configuration.
-        prior: a :class:`trivflow.priors.Prior` of the sampling lattice's shape.
+        prior: a :class:`trivflow.priors.Prior` of the sampling lattice's shape, closed over;
+            or ``None`` to take it from ``params["prior"]`` at call time — the way for priors
+            holding arrays (an ensemble: a pytree, :func:`trivflow.priors.base.as_pytree`),
+            which then are jit arguments instead of compiled-in constants.
         potential_fn: ``(phi, theory_params) -> S``.
     Returns:
-        ``propose(key, params)`` with ``params = {"flow": ..., "theory": ...}``.
+        ``propose(key, params)`` with ``params = {"flow": ..., "theory": ...[, "prior": ...]}``.
     """
 
     def propose(key, params):
-        z = prior.sample(key, 1)[0]
+        r = params["prior"] if prior is None else prior
+        z = r.sample(key, 1)[0]
         phi, log_det = flow_fn(params["flow"], z)
-        return phi, prior.log_prob(z) - log_det + potential_fn(phi, params["theory"])
+        return phi, r.log_prob(z) - log_det + potential_fn(phi, params["theory"])
 
     return propose

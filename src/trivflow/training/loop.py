@@ -65,23 +65,37 @@ def make_train_step(
     optimizer: optax.GradientTransformation,
     batch_size: int,
 ):
-    """Cached :func:`build_train_step`: the same (hashable) arguments return the same compiled
-    step, so repeated :func:`train_flow` calls do not recompile. Unhashable arguments (e.g. a
-    mutable prior) build a fresh step."""
+    """``init(params, key) -> TrainState`` and the jitted ``step(state) -> (state, metrics)`` of
+    :func:`build_train_step`, bound to ``prior``.
+
+    The prior is an *argument* of the compiled functions (a pytree, see
+    :func:`trivflow.priors.base.as_pytree`), so an ensemble prior's array is never a compiled-in
+    constant; the compiled step is cached on the prior's structure (shapes, static fields) and
+    the other (hashable) arguments, so repeated :func:`train_flow` calls — also with another
+    ensemble of the same shape — do not recompile. Unhashable arguments build a fresh step.
+    """
+    from ..priors.base import as_pytree
+
+    prior = as_pytree(prior)
+    structure = jax.tree_util.tree_structure(prior)
     try:
-        return _cached_train_step(graphdef, prior, action_fn, optimizer, batch_size)
+        init, step = _cached_train_step(graphdef, structure, action_fn, optimizer, batch_size)
     except TypeError:  # unhashable argument
-        return build_train_step(graphdef, prior, action_fn, optimizer, batch_size)
+        init, step = build_train_step(graphdef, structure, action_fn, optimizer, batch_size)
+    return functools.partial(init, prior=prior), functools.partial(step, prior=prior)
 
 
 def build_train_step(
     graphdef: nnx.GraphDef,
-    prior,
+    prior_structure,
     action_fn: Callable,
     optimizer: optax.GradientTransformation,
     batch_size: int,
 ):
-    """Build ``init(params, key) -> TrainState`` and the jitted ``step(state) -> (state, metrics)``.
+    """Build ``init(params, key, prior) -> TrainState`` and the jitted
+    ``step(state, prior) -> (state, metrics)`` for priors of the pytree structure
+    ``prior_structure`` (``jax.tree_util.tree_structure`` of the prior, used as the cache key
+    by :func:`make_train_step`; not read here).
 
     One step: w = log r(z) − log|det J_g(z)| + S(g(z)) on the state's prior batch z, the
     gradient of mean w, one optimizer update, and a fresh batch z′ ~ r for the next step.
@@ -94,26 +108,27 @@ def build_train_step(
     XLA fuse the bits → normal transform into every consumer and recompute it there, which
     costs more than the rest of the step on CPU (``optimization_barrier`` does not prevent it).
     """
+    del prior_structure
 
-    def draw(key):
+    def draw(key, prior):
         z = prior.sample(key, batch_size)
         return z, jax.vmap(prior.log_prob)(z)
 
     draw_jit = jax.jit(draw)
 
-    def init(params, key) -> TrainState:
+    def init(params, key, prior) -> TrainState:
         key, key_z = jax.random.split(key)
-        z, log_r = draw_jit(key_z)
+        z, log_r = draw_jit(key_z, prior)
         return TrainState(params, optimizer.init(params), key, z, log_r)
 
-    def step(state: TrainState):
+    def step(state: TrainState, prior):
         params, opt_state, key, z, log_r = state
         key, key_z, key_mh = jax.random.split(key, 3)
         grad_fn = jax.value_and_grad(lambda p: reverse_kl_loss(graphdef, p, z, log_r, action_fn), has_aux=True)
         (_, w), grads = grad_fn(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        return TrainState(params, opt_state, key, *draw(key_z)), flow_metrics(key_mh, w)
+        return TrainState(params, opt_state, key, *draw(key_z, prior)), flow_metrics(key_mh, w)
 
     return init, jax.jit(step, donate_argnums=0)
 

@@ -94,23 +94,25 @@ def evaluate_flow(
 ) -> dict[str, float]:
     """loss, ESS and independence-MH acceptance of the flow on a fresh prior batch (host floats).
 
-    With a hashable ``prior`` and ``action_fn`` (a frozen prior, a ``functools.partial``) the
-    compiled functions are cached on them, so repeated calls reuse the compilation.
+    The prior is a jit argument (:func:`trivflow.priors.base.as_pytree`: an ensemble is not
+    compiled in); with a hashable ``action_fn`` (a ``functools.partial``) the compiled
+    functions are cached, so repeated calls reuse the compilation.
     """
+    from ..priors.base import as_pytree
+
     key_z, key_mh = jax.random.split(key)
     try:
-        hash((prior, action_fn))
-        draw, weights = partial(_draw, prior, batch_size), partial(_weights, graphdef, action_fn)
+        hash(action_fn)
+        weights = partial(_weights, graphdef, action_fn)
     except TypeError:  # unhashable: compile for this call only
-        draw = jax.jit(partial(_draw.__wrapped__, prior, batch_size))
         weights = jax.jit(partial(_weights.__wrapped__, graphdef, action_fn))
-    z, log_r = draw(key_z)
+    z, log_r = _draw(batch_size, as_pytree(prior), key_z)
     w = weights(params, z, log_r)
     return {k: float(v) for k, v in _metrics(key_mh, w).items()}
 
 
-@partial(jax.jit, static_argnums=(0, 1))
-def _draw(prior, batch_size, key):
+@partial(jax.jit, static_argnums=0)
+def _draw(batch_size, prior, key):
     z = prior.sample(key, batch_size)
     return z, jax.vmap(prior.log_prob)(z)
 
