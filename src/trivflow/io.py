@@ -161,7 +161,8 @@ def chains_path(run_dir, label: str, main_label: str) -> Path:
 
 
 def write_chains(run_dir, runs: Mapping[str, tuple], main_label: str) -> dict[str, Path]:
-    """Write every run's chains (netCDF4 via h5netcdf, zlib-compressed).
+    """Write every run's chains (netCDF4 via h5netcdf, uncompressed: float64 Monte Carlo series
+    do not compress — zlib saved 4 % of the size and cost 12× the writing time).
 
     Args:
         run_dir: the run directory.
@@ -176,7 +177,7 @@ def write_chains(run_dir, runs: Mapping[str, tuple], main_label: str) -> dict[st
         idata = chains_to_inference_data(result, label=label, sampler=sampler, lattice=lattice)
         path = chains_path(run_dir, label, main_label)
         tmp = path.with_name(path.name + ".tmp")
-        idata.to_netcdf(str(tmp))
+        idata.to_netcdf(str(tmp), compress=False)
         tmp.replace(path)  # readers never see a half-written file
         out[label] = path
     return out

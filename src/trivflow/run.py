@@ -97,6 +97,7 @@ def main(cfg: DictConfig) -> None:
 
     logging.getLogger("jax").setLevel(logging.WARNING)  # backend probing is noise for users
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every checkpoint step at INFO
+    logging.getLogger("arviz").setLevel(logging.WARNING)  # "arviz_stats not installed" etc. at import
     if cfg.quiet:  # batch jobs: no bars, console shows warnings and errors; the log file keeps INFO
         cfg.progress = False
         for handler in logging.getLogger().handlers:

@@ -15,9 +15,11 @@ Randomness: chain c uses ``chain_key[c] = split(key, C)[c]`` and trajectory t (c
 depend on the chunk size, and a run can be continued from any trajectory bit for bit.
 
 Resume: with ``state_path`` the driver saves (atomically, :mod:`trivflow.state`) the batched
-state, keys, trajectory counter, phase and the series so far every ``save_every`` chunks, and
-continues from such a file at its trajectory; chunk boundaries stay those of an uninterrupted
-run, so the result is the same bit for bit.
+state, keys, trajectory counter and phase every ``save_every`` chunks, and continues from such a
+file at its trajectory; chunk boundaries stay those of an uninterrupted run, so the result is
+the same bit for bit. The measured series go to append-only part files beside it
+(``<state>.series/part00000.npz`` …, each holding the chunks since the previous save; the state
+names how many parts are valid), so a run of N chunks writes O(N) bytes, not O(N²).
 
 Sharding: with several devices the chain axis is split over a 1-D mesh ``("chains",)``; the
 vmapped step needs no communication between chains, and each device runs the same
@@ -29,6 +31,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,14 +182,29 @@ def _postfix(bar, accepted, observables, meas_every) -> None:
 class _Series:
     """Per-chunk series collected on the host; concatenated along the trajectory axis."""
 
-    def __init__(self, infos=None, obs=None):
-        self.infos = [] if infos is None else [infos]
-        self.obs = [] if obs is None else [obs]
+    def __init__(self):
+        self.infos, self.obs = [], []
+        self.pending = []  # (infos, obs) added since the last take_pending(): not yet in a part file
 
-    def add(self, infos, obs):
-        self.infos.append(jax.tree_util.tree_map(np.asarray, infos))
+    def add(self, infos, obs, *, pending: bool = True):
+        infos = jax.tree_util.tree_map(np.asarray, infos)
+        obs = None if obs is None else jax.tree_util.tree_map(np.asarray, obs)
+        self.infos.append(infos)
         if obs is not None:
-            self.obs.append(jax.tree_util.tree_map(np.asarray, obs))
+            self.obs.append(obs)
+        if pending:
+            self.pending.append((infos, obs))
+
+    def take_pending(self):
+        """``(infos, observables)`` of the chunks added since the last call (concatenated, the
+        observables ``{}`` without a measure_fn), or ``None`` if there are none."""
+        if not self.pending:
+            return None
+        cat = lambda *a: np.concatenate(a, axis=1)  # noqa: E731
+        infos = jax.tree_util.tree_map(cat, *(i for i, _ in self.pending))
+        obs = [o for _, o in self.pending if o is not None]
+        self.pending = []
+        return infos, (jax.tree_util.tree_map(cat, *obs) if obs else {})
 
     def concat(self):
         """``(infos, observables)``: an :class:`HMCInfo` of (C, n) arrays (None if empty) and a
@@ -350,21 +368,23 @@ def run_chains(
     states = jax.vmap(kernel.init, in_axes=(0, None))(positions, params)
     compile_times: list[float] = []
     timing = {"therm_seconds": 0.0, "seconds": 0.0, "compile_seconds": 0.0, "checkpoint_seconds": 0.0}
-    t, series, phase = 0, _Series(), "therm"
+    t, series, phase, n_parts = 0, _Series(), "therm", 0
+    parts_dir = None if state_path is None else state_path.with_suffix(".series")
 
     if state_path is not None and state_path.exists():
-        meta = read_meta(state_path)
         like = {"states": states, "chain_keys": chain_keys}
-        if meta["phase"] != "therm":
-            like.update(_series_structure(kernel, measure_fn, states, chain_keys, params, step_size))
         tree, meta = load_state(state_path, like=like, fingerprint=fp)
         states = jax.tree_util.tree_map(jnp.asarray, tree["states"])
         chain_keys = tree["chain_keys"]
-        t, phase = int(meta["t"]), meta["phase"]
+        t, phase, n_parts = int(meta["t"]), meta["phase"], int(meta.get("series_parts", 0))
         timing.update({k: float(meta[k]) for k in timing})
-        if phase != "therm":
-            series = _Series(tree["infos"], tree["observables"])
+        part_like = _series_structure(kernel, measure_fn, states, chain_keys, params, step_size)
+        for i in range(n_parts):  # parts beyond n_parts were written after the last state: ignored
+            part, _ = load_state(parts_dir / f"part{i:05d}.npz", like=part_like)
+            series.add(part["infos"], part["observables"] or None, pending=False)
         log.info("%s: resuming from %s at trajectory %d of %d", desc, state_path, t, total)
+    elif parts_dir is not None and parts_dir.exists():
+        shutil.rmtree(parts_dir)  # parts of an earlier run whose state is gone
     resumed_at = t
 
     states, chain_keys = _put(states, chain_sh), _put(chain_keys, chain_sh)
@@ -382,19 +402,22 @@ def run_chains(
     n_chunks = 0
 
     def checkpoint(states, t_next, phase, force=False):
-        nonlocal n_chunks
+        nonlocal n_chunks, n_parts
         n_chunks += 1
         if state_path is None or not (force or n_chunks % save_every == 0):
             return
         t0 = time.perf_counter()
         tree = {"states": states, "chain_keys": chain_keys}
-        if phase != "therm":
-            tree["infos"], tree["observables"] = series.concat()
+        new = series.take_pending()
+        if new is not None:  # first the part, then the state that makes it valid
+            save_state(parts_dir / f"part{n_parts:05d}.npz", {"infos": new[0], "observables": new[1]})
+            n_parts += 1
         now = dict(timing)
         if clock:
             now[clock["key"]] += elapsed()
         now["compile_seconds"] += sum(compile_times)
-        meta = {"phase": phase, "t": t_next, "num_therm": num_therm, "num_traj": num_traj, **now}
+        meta = {"phase": phase, "t": t_next, "num_therm": num_therm, "num_traj": num_traj,
+                "series_parts": n_parts, **now}
         save_state(state_path, tree, fingerprint=fp, meta=meta)
         timing["checkpoint_seconds"] += time.perf_counter() - t0
 
