@@ -26,7 +26,7 @@ register_configs()
 def run_dir(tmp_path_factory):
     with initialize_config_dir(config_dir=CONF, version_base=None):
         cfg = compose(config_name="config", overrides=TINY)
-    out = tmp_path_factory.mktemp("run")
+    out = tmp_path_factory.mktemp("io") / "run0"  # alone in its parent (find_runs of the parent)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # 60 trajectories: Γ window not found
         run(cfg, out)

@@ -114,7 +114,7 @@ class PriorSchema:
     num_steps: int = 10
     traj_length: float = 1.0
     seed: Optional[int] = None  # null: the run's seed
-    noise: float = 0.0
+    noise: float = 0.0  # sigma of prior=interp (its option file sets 0.5; 0 is refused for training)
     beta_coarse: Optional[float] = None
     beta_coarser: Optional[float] = None
     ensemble_coarser: Optional[str] = None

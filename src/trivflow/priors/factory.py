@@ -121,6 +121,13 @@ def check_prior_config(prior_cfg, *, L_train: int, beta_train: float, d: int, la
     noise = _get(prior_cfg, "noise", 0.0)
     if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not noise >= 0:
         raise ValueError(f"prior.noise={noise!r} is invalid: expected a number >= 0 (sigma of the interp noise)")
+    if name == "interp" and noise == 0:
+        # measured: an L = 16 run trained with sigma = 0 reached loss -155 (vs ~ -8 for a proper
+        # prior) and every FHMC trajectory with that flow diverged
+        raise ValueError(
+            "prior.noise=0.0 is invalid for training with prior interp: expected sigma > 0 (e.g. 0.5). With "
+            "sigma = 0 the interpolated configurations fill a V/4-dimensional subspace, r has no density, the "
+            "reverse KL is unbounded below and the trained flow is useless for FHMC")
     if noise and name != "interp":
         raise ValueError(f"prior.noise={noise!r} is invalid for prior.name={name!r}: only interp adds noise")
     ensemble_settings(prior_cfg, seed)
