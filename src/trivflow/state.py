@@ -146,6 +146,16 @@ def save_state(path, tree, *, fingerprint: Mapping | None = None, meta: Mapping 
     header = {"version": FORMAT_VERSION, "fingerprint": _normalise(fingerprint), "names": names,
               "keys": keys, "meta": _normalise(meta)}
     arrays[META] = np.asarray(json.dumps(header, sort_keys=True))
+    return atomic_savez(path, arrays)
+
+
+def atomic_savez(path, arrays: Mapping[str, np.ndarray]) -> Path:
+    """``np.savez(path, **arrays)`` that survives ``kill -9`` at any moment: written to a
+    temporary file in the same directory, fsynced, renamed over ``path`` (``os.replace``), the
+    directory fsynced; the old file or the new one is there, never a torn one. Temporary files
+    left by a killed writer are removed. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer
         stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -21,8 +21,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -160,20 +158,10 @@ def generate_ensemble(theory: Phi4Theory, settings: EnsembleSettings, *, progres
 
 
 def save_ensemble(path, ensemble: Ensemble) -> Path:
-    """Write ``ensemble`` to ``path`` (.npz) atomically (temporary file, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, configs=ensemble.configs, meta=np.asarray(json.dumps(ensemble.meta)))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``ensemble`` to ``path`` (.npz) atomically (:func:`trivflow.state.atomic_savez`)."""
+    from ..state import atomic_savez
+
+    return atomic_savez(path, {"configs": np.asarray(ensemble.configs), "meta": np.asarray(json.dumps(ensemble.meta))})
 
 
 def read_meta(path) -> dict:
