@@ -73,6 +73,20 @@ def free_theory_exact(theory: Phi4Theory) -> dict | None:
             "xi": 1.0 / free.mass(d, beta) if L >= 4 else None}
 
 
+def _check_finite(observables: dict, sampler: str, num_divergent: int) -> None:
+    """Refuse to analyse a run whose measurements are NaN/inf, saying where and why it matters."""
+    for name, series in observables.items():
+        bad = ~np.isfinite(np.asarray(series))
+        if bad.any():
+            per_chain = bad.reshape(bad.shape[0], -1).any(axis=1)
+            raise ValueError(
+                f"{sampler}: {int(bad.sum())} non-finite measurements of {name} in chains "
+                f"{np.flatnonzero(per_chain).tolist()[:10]} ({num_divergent} divergent trajectories): the chain "
+                "left the region where the action (or the flow) is finite, so no estimate of this run can be "
+                "trusted; for a flow sampler the flow is unusable at this step size (the chains, state and "
+                "log are in the run directory)")
+
+
 def summarize_phi4_run(result: ChainResult, theory: Phi4Theory, *, sampler: str,
                        s_tau: float = 4.0, plateau: tuple[int, int] | None = None) -> dict:
     """The results.json block of one φ⁴ run: acceptance, ⟨e^{−ΔH}⟩, observables, τ_int.
@@ -83,6 +97,7 @@ def summarize_phi4_run(result: ChainResult, theory: Phi4Theory, *, sampler: str,
     (:func:`free_theory_exact`) stands beside the measured observables.
     """
     obs = result.observables
+    _check_finite(obs, sampler, int(np.sum(result.divergent)))
     V = theory.volume
     m, abs_m, m2, g0 = (gamma_method(obs[k], s_tau=s_tau) for k in ("M", "absM", "M2", "G0"))
     chi_conn = derived(lambda a: V * (a[1] - a[0] ** 2), [obs["M"], obs["M2"]], s_tau=s_tau)

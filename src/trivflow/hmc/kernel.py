@@ -6,8 +6,11 @@ vmaps them over chains. ``params`` is any pytree the potential depends on (coupl
 parameters): it is a jit argument, so changing it never recompiles.
 
 One step: π ~ N(0, 1), integrate H = ½Σπ² + U for ``num_steps`` steps, accept with
-probability min{1, e^{−ΔH}}, full momentum refresh. A non-finite ΔH is rejected and flagged
-as divergent, so a blown-up trajectory never enters the chain.
+probability min{1, e^{−ΔH}}, full momentum refresh. A divergent trajectory — ΔH non-finite or
+|ΔH| > :data:`DIVERGENCE_THRESHOLD` — is rejected and flagged, so a blown-up trajectory never
+enters the chain. Rejecting on |ΔH| keeps detailed balance: the reversed trajectory has −ΔH,
+so the rejected set is symmetric under reversal (a large *negative* ΔH is the mark of a
+blown-up integration as much as a large positive one).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class HMCInfo(NamedTuple):
 
     delta_H: jnp.ndarray  # H(end) − H(start); NaN/inf kept as is for diagnostics
     accepted: jnp.ndarray  # bool
-    acceptance_prob: jnp.ndarray  # min{1, e^{−ΔH}}, 0 for a divergent trajectory
+    acceptance_prob: jnp.ndarray  # min{1, e^{−ΔH}}, 0 for a divergent trajectory (rejected)
     divergent: jnp.ndarray  # bool: non-finite or |ΔH| > DIVERGENCE_THRESHOLD
 
 
@@ -81,8 +84,8 @@ def build_kernel(
         delta_H = kinetic_energy(momentum) + potential - h_start
         finite = jnp.isfinite(delta_H)
         divergent = ~finite | (jnp.abs(delta_H) > DIVERGENCE_THRESHOLD)
-        acceptance_prob = jnp.where(finite, jnp.minimum(1.0, jnp.exp(-delta_H)), 0.0)
-        accepted = finite & (jax.random.uniform(key_accept, (), delta_H.dtype) < acceptance_prob)
+        acceptance_prob = jnp.where(divergent, 0.0, jnp.minimum(1.0, jnp.exp(-delta_H)))
+        accepted = ~divergent & (jax.random.uniform(key_accept, (), delta_H.dtype) < acceptance_prob)
         new_state = jax.tree_util.tree_map(
             lambda new, old: jnp.where(accepted, new, old),
             HMCState(position, potential, grad),
