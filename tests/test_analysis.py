@@ -552,3 +552,28 @@ def test_global_vs_replica_centering_bias():
     tau = tau_exact(rho)
     assert abs(glo.tau_int - tau) < 3 * glo.tau_int_err
     assert rep.tau_int < glo.tau_int
+
+
+def test_summary_of_a_run_with_divergences_warns_and_refuses_non_finite_measurements():
+    """A rejected divergent trajectory with ΔH = −2000 makes e^{−ΔH} overflow: no ⟨e^{−ΔH}⟩,
+    a warning with the count; NaN measurements stop the analysis naming run and chains."""
+    from trivflow.hmc.driver import ChainResult
+    from trivflow.lattice.theory import Phi4Theory
+    from trivflow.summary import summarize_phi4_run
+
+    rng = np.random.default_rng(0)
+    C, N, L = 2, 400, 4
+    obs = {"M": rng.normal(size=(C, N)), "absM": np.abs(rng.normal(size=(C, N))), "M2": rng.random((C, N)),
+           "G0": rng.random((C, N)), "C": rng.random((C, N, L // 2 + 1))}
+    delta_h = rng.normal(scale=0.1, size=(C, N))
+    delta_h[1, 7] = -2000.0
+    divergent = np.zeros((C, N), bool)
+    divergent[1, 7] = True
+    result = ChainResult(obs, delta_h, ~divergent, np.ones((C, N)), divergent, None, C, N, 0, 1, 1.0, 0.0, 0.0)
+    theory = Phi4Theory(L=L, d=2, beta=0.5, lam=0.5)
+    block = summarize_phi4_run(result, theory, sampler="fhmc")
+    assert block["exp_minus_dH"] == [None, None] and block["num_divergent"] == 1
+    assert block["warnings"][0].startswith("1 divergent trajectories") and "undefined" in block["warnings"][0]
+    obs["M"][1, 5] = np.nan
+    with pytest.raises(ValueError, match=r"fhmc: 1 non-finite measurements of M in chains \[1\]"):
+        summarize_phi4_run(result, theory, sampler="fhmc")

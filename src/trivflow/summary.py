@@ -102,11 +102,21 @@ def summarize_phi4_run(result: ChainResult, theory: Phi4Theory, *, sampler: str,
     m, abs_m, m2, g0 = (gamma_method(obs[k], s_tau=s_tau) for k in ("M", "absM", "M2", "G0"))
     chi_conn = derived(lambda a: V * (a[1] - a[0] ** 2), [obs["M"], obs["M2"]], s_tau=s_tau)
     xi = correlation_length(obs["C"], obs["M"], theory.L, plateau, s_tau)
-    emdh = None if result.delta_H is None else gamma_method(np.exp(-result.delta_H), s_tau=s_tau)
+    emdh, n_div = None, int(np.sum(result.divergent))
+    if result.delta_H is not None:
+        with np.errstate(over="ignore"):
+            e = np.exp(-np.asarray(result.delta_H))
+        # ⟨e^{−ΔH}⟩ = 1 is a property of the exact reversible integrator over ALL proposals; a
+        # divergent trajectory (rejected) can make e^{−ΔH} overflow, and then there is no estimate
+        emdh = gamma_method(e, s_tau=s_tau) if np.all(np.isfinite(e)) else None
     every = result.meas_every
     tau = {name: [_num(r.tau_int * every), _num(r.tau_int_err * every), int(r.window * every)]
            for name, r in (("M", m), ("absM", abs_m), ("M2", m2))}
-    warnings = [
+    warnings = [] if not n_div else [
+        f"{n_div} divergent trajectories (|ΔH| > 1000 or non-finite; rejected) out of "
+        f"{result.num_chains * result.num_traj}" + ("; <exp(-dH)> undefined" if emdh is None and result.delta_H
+                                                      is not None else "")]
+    warnings += [
         f"tau_int({name}): no automatic window up to W = {r.w_max}: the run is too short for its "
         "autocorrelation time, tau_int and every error are unreliable"
         for name, r in (("M", m), ("absM", abs_m), ("M2", m2)) if r.window >= r.w_max
