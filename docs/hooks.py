@@ -2,8 +2,10 @@
 
 * ``reference/configuration.md`` — from the config schemas, the Hydra options and the validator
   (``docs/gen_config_reference.py``);
-* ``reproduction.md`` — the recorded reproduction runs, one section per ``experiments/<name>/README.md``
-  (plus the benchmark records ``benchmarks/README.md`` on ``performance.md``'s sibling page).
+* ``records.md`` — the recorded reproduction runs, one section per ``experiments/<name>/README.md``
+  (plus the benchmark records ``benchmarks/README.md`` on ``performance.md``'s sibling page);
+  ``reproduction.md`` itself is hand-written (the paper's numbers beside ours) and links here;
+* ``experiments/<name>/*.png`` — the plots of the records, so that pages can show them.
 
 The pages exist only in the build (``File.generated``); nothing is written into ``docs/``.
 Tutorials (``docs/tutorials/*.py``) are executed by the mkdocs-jupyter plugin, not here.
@@ -41,13 +43,14 @@ def _shift_headings(text: str, by: int) -> str:
     return "\n".join(out)
 
 
-def reproduction_page() -> str:
+def records_page() -> str:
     """All ``experiments/*/README.md`` records on one page, with the command that made each."""
     parts = [
-        "# Reproduction\n",
-        "Every number of the paper that trivflow has measured, with the exact command. These are the\n"
-        "records kept in the repository under `experiments/<name>/` (each beside its `results.json`);\n"
-        "this page is assembled from them at every build. The physics targets are listed in\n"
+        "# Reproduction records\n",
+        "The records kept in the repository under `experiments/<name>/`, each with its exact command\n"
+        "and beside its `results.json` (or a `runs/` tree of them); this page is assembled from them\n"
+        "at every build. [Reproduction](reproduction.md) sets the paper's numbers beside ours and\n"
+        "says which claims hold; the physics targets are listed in\n"
         "[Theory](theory.md#what-the-paper-reports); [Performance](performance.md) has the cost per\n"
         "trajectory. To rerun one record, run its command from a checkout (sizes and times are stated\n"
         "in each record) and compare the new `results.json` with the recorded one.\n",
@@ -56,9 +59,12 @@ def reproduction_page() -> str:
         name = readme.parent.name
         body = readme.read_text(encoding="utf-8")
         body = re.sub(r"\A# .*\n", "", body)  # the record's own title becomes the section title
+        # the record's plots, linked relative to its directory, are served under experiments/<name>/
+        body = re.sub(r"\]\((?![a-z]+:|/)([^)#\s]+\.png)\)", rf"](experiments/{name}/\1)", body)
         title = re.match(r"# (.*)", readme.read_text(encoding="utf-8"))
         parts.append(f"\n## `{name}`{': ' + title.group(1) if title else ''}\n")
-        parts.append(f"Record: `experiments/{name}/README.md`, results: `experiments/{name}/results.json`.\n")
+        results = "results.json" if (readme.parent / "results.json").is_file() else "*.json, runs/"
+        parts.append(f"Record: `experiments/{name}/README.md`, results: `experiments/{name}/{results}`.\n")
         parts.append(_shift_headings(body, 1) + "\n")
     return "\n".join(parts)
 
@@ -143,10 +149,12 @@ def on_config(config):
 def on_files(files: Files, config) -> Files:
     generated = {
         "reference/configuration.md": gen_config_reference.render(),
-        "reproduction.md": reproduction_page(),
+        "records.md": records_page(),
         "benchmarks.md": benchmarks_page(),
         **{uri: text for uri, (_, text) in api_pages().items()},
     }
+    for png in sorted((ROOT / "experiments").glob("*/*.png")):  # the records' plots, shown by pages
+        generated[f"experiments/{png.parent.name}/{png.name}"] = png.read_bytes()
     for uri, content in generated.items():
         existing = files.get_file_from_path(uri)
         if existing is not None:
