@@ -177,11 +177,7 @@ def run_group(jax, L, C, args) -> list[dict]:
     runners += [FhmcRunner(jax, L, C, beta, args, k, v) for k in args.k for v in args.variants]
     for r in runners:
         r.calibrate()  # compiles (once per chunk shape) and thermalises
-    results = [([], [], [], []) for _ in runners]
-    for _ in range(args.repeats):
-        for r, res in zip(runners, results):
-            for lst, v in zip(res, r.timed()):
-                lst.append(v)
+    results = hb.timed_rounds(runners, args.repeats)
     rows = []
     for r, res in zip(runners, results):
         row = hb.summarise(r, L, C, "float64", beta, *res)

@@ -380,6 +380,19 @@ def summarise(runner, L, C, dtype, beta, seconds, acc, cpu, g0) -> dict:
     return row
 
 
+def timed_rounds(runners, repeats: int) -> list[tuple[list, list, list, list]]:
+    """The timing protocol shared by hmc.py and fhmc.py: ``repeats`` rounds, each running every
+    (already calibrated) runner's ``timed()`` once, interleaved (r₀, r₁, …, r₀, r₁, …), so that load
+    from other processes hits all runners alike. Returns per runner the lists (seconds,
+    acceptance, cpu_fraction, mean G0) over the rounds, in the order :func:`summarise` takes."""
+    results = [([], [], [], []) for _ in runners]
+    for _ in range(repeats):
+        for r, res in zip(runners, results):
+            for lst, v in zip(res, r.timed()):
+                lst.append(v)
+    return results
+
+
 def run_point(jax, L, C, dtype, args) -> list[dict]:
     beta, _ = beta_for(L, args.beta)
     runners = []
@@ -391,12 +404,8 @@ def run_point(jax, L, C, dtype, args) -> list[dict]:
     if "numpy" in args.backends:
         runners.append(NumpyRunner(L, C, dtype, beta, args, phi=start))
         runners[-1].calibrate()
-    results = {r.backend: ([], [], [], []) for r in runners}
-    for _ in range(args.repeats):  # interleaved: jax, numpy, jax, numpy, ...
-        for r in runners:
-            for lst, v in zip(results[r.backend], r.timed()):
-                lst.append(v)
-    return [summarise(r, L, C, dtype, beta, *results[r.backend]) for r in runners]
+    results = timed_rounds(runners, args.repeats)  # interleaved: jax, numpy, jax, numpy, ...
+    return [summarise(r, L, C, dtype, beta, *res) for r, res in zip(runners, results)]
 
 
 # --------------------------------------------------------------------------------------------
