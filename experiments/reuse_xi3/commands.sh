@@ -8,3 +8,10 @@ nice -n 10 $PY -m trivflow.run experiment=reuse_xi3 progress=false quiet=true hy
 mkdir -p experiments/reuse_xi3/run/.hydra
 cp $RUNS/L12/results.json experiments/reuse_xi3/run/
 cp $RUNS/L12/.hydra/overrides.yaml experiments/reuse_xi3/run/.hydra/
+# Control for the acceptance drop at L = 48: the same flow (same seed and training) with 13
+# leapfrog steps (ε = 1/13) at L = 12 and 48.
+nice -n 10 $PY -m trivflow.run experiment=reuse_xi3 sampler.num_steps=13 'volumes=[48]' progress=false quiet=true \
+  hydra.run.dir=$RUNS/L12_n13
+mkdir -p experiments/reuse_xi3/run_n13/.hydra
+cp $RUNS/L12_n13/results.json experiments/reuse_xi3/run_n13/
+cp $RUNS/L12_n13/.hydra/overrides.yaml experiments/reuse_xi3/run_n13/.hydra/

@@ -305,15 +305,17 @@ def study_kernel():
 
 
 def study_reuse():
-    srcs = [(2, EXP / "reuse_volume"), (3, EXP / "reuse_xi3" / "run")]
-    header = ["xi_target", "L_train", "L", "tau", "tau_err", "ratio_to_trained_L", "ratio_err", "acc", "xi", "xi_err",
-              "chains", "num_traj", "record"]
-    rows, md = [], [["ξ", "trained at", "L", "FHMC τ", "τ / τ(L_train)", "acc.", "ξ measured", "chains × traj", "record"]]
+    srcs = [(2, EXP / "reuse_volume"), (3, EXP / "reuse_xi3" / "run"), (3, EXP / "reuse_xi3" / "run_n13")]
+    header = ["xi_target", "L_train", "L", "num_steps", "tau", "tau_err", "ratio_to_trained_L", "ratio_err", "acc", "xi",
+              "xi_err", "chains", "num_traj", "record"]
+    rows, md = [], [["ξ", "trained at", "L", "leapfrog steps", "FHMC τ", "τ / τ(L_train)", "acc.", "ξ measured",
+                     "chains × traj", "record"]]
     for xit, d in srcs:
         if not (d / "results.json").is_file():
             continue
         r = load(d)
         Lt = r["lattice"]["L"]
+        nsteps = r["config"]["sampler"]["num_steps"]
         base = tau(r["runs"]["fhmc"])
         for label, f in r["runs"].items():
             t, dt, _ = tau(f)
@@ -321,8 +323,8 @@ def study_reuse():
             q, dq = (1.0, 0.0) if L == Lt else ratio(t, dt, base[0], base[1])
             x, dx = obs(f, "xi")
             rec = str(d.relative_to(EXP))
-            rows.append([xit, Lt, L, t, dt, q, dq, f["acceptance"], x, dx, f["num_chains"], f["num_traj"], rec])
-            md.append([str(xit), str(Lt), str(L), f"{pm(t, dt)} ({100 * dt / t:.0f} %)",
+            rows.append([xit, Lt, L, nsteps, t, dt, q, dq, f["acceptance"], x, dx, f["num_chains"], f["num_traj"], rec])
+            md.append([str(xit), str(Lt), str(L), str(nsteps), f"{pm(t, dt)} ({100 * dt / t:.0f} %)",
                        "1" if L == Lt else pm(q, dq, 2), f"{f['acceptance']:.3f}", pm(x, dx),
                        f"{f['num_chains']} × {f['num_traj']}", rec])
     if len(rows) == 0:
@@ -330,7 +332,7 @@ def study_reuse():
         return
     write_table(EXP / "reuse_xi3", "table", header, rows, md,
                 "The flow (k = 3, Gaussian prior) is trained once at L = 4ξ and reused without retraining at "
-                "2L and 4L at the same β; 10 leapfrog steps, ε = 0.1 at every L.")
+                "2L and 4L at the same β; τ_MD = 1 with the number of leapfrog steps shown (ε = 1/steps).")
 
 
 STUDIES = {"scaling": study_scaling, "mh": study_mh, "kernel": study_kernel, "reuse": study_reuse}
