@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Study 2 (issue 6): kernel size k = 5, 7 and a second coupling layer (k = 3, 2 layers) on the
 # line of constant physics; k = 3, 1 layer and HMC are the jobs of experiments/scaling.
-#   bash experiments/kernel_size/commands.sh
+#   bash experiments/kernel_size/commands.sh                                          # the 9 jobs at L = 8, 12, 16
+#   POINTS="10:3400:600 14:6000:1200" FLOWS="5:1 7:1" bash experiments/kernel_size/commands.sh   # added later: L = 10, 14
 # POINTS: L:num_traj:num_therm (≈ 145 τ_FHMC(k=3) per chain, 64 chains); FLOWS: k:layers.
 set -euo pipefail
 RUNS=${RUNS:-multirun/kernel_size}
