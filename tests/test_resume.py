@@ -194,7 +194,7 @@ def test_state_for_another_lattice_is_refused(tmp_path):
 
     from trivflow.experiment import run
 
-    run(compose_cfg(["lattice.L=4", "plots=false", *TINY]), tmp_path)
+    run(compose_cfg(["lattice.L=4", "plots=false", "keep_state=true", *TINY]), tmp_path)
     assert (tmp_path / "state" / "hmc.npz").is_file()
     with pytest.raises(state.StateMismatchError) as err:
         run(compose_cfg(["lattice.L=6", "resume=true", "plots=false", *TINY]), tmp_path)
@@ -237,7 +237,7 @@ def test_find_resumable_run_picks_the_latest_unfinished_match(tmp_path):
 
 CLI = ["sampler=fhmc", "lattice.L=4", "sampler.num_chains=2", "sampler.num_traj=1000", "sampler.num_therm=20",
        "sampler.chunk_size=10", "train.steps=600", "train.batch_size=8", "train.log_every=10",
-       "train.checkpoint_every=1", "progress=false", "plots=false"]
+       "train.checkpoint_every=1", "progress=false", "plots=false", "keep_state=true"]
 
 
 def _start(args, cwd):

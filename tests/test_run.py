@@ -63,7 +63,7 @@ def check_artifacts(run_dir, results, cfg):
         assert data.posterior.attrs["sampler"] == block["sampler"]
         if block["sampler"] != "nuts":
             assert data.sample_stats["accepted"].shape == (block["num_chains"], block["num_traj"])
-            assert (run_dir / "state" / f"{label}.npz").is_file()  # resumable state
+            assert not (run_dir / "state").exists()  # removed once finished (keep_state=false)
         assert list((run_dir / "plots").glob(f"{label}_*.png")), f"no plots of {label}"
     if "training" in results:
         graphdef, params, flow_config = io.load_flow(run_dir)

@@ -176,6 +176,7 @@ class Config:
     platform: Optional[str] = None  # cpu | gpu | tpu; None lets JAX choose
     progress: bool = True
     resume: Any = False  # false | true (latest unfinished run with the same overrides) | a run directory
+    keep_state: bool = False  # keep state/ once results.json is written (it is needed only to resume)
     quiet: bool = False  # batch jobs: no progress bars, only warnings and errors on the console
     plots: bool = True  # write PNG figures of the run into <run dir>/plots (trivflow.plots)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -353,6 +354,8 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict:
         results["plots"] = PLOTS_DIR
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     log.info("results written to %s", out_dir / "results.json")
+    if not cfg.get("keep_state", False):  # the run is complete: its resumable states only duplicate the chains
+        shutil.rmtree(out_dir / "state", ignore_errors=True)
     if cfg.plots:
         try:
             plot_run(out_dir)

@@ -43,7 +43,7 @@ META = "__meta__"
 #: tests/test_resume.py checks; ``train.log_every``: only when metrics are fetched).
 #: ``sampler.batch_size`` (IMH) is NOT here: it fixes how proposal keys are split.
 NON_NUMERIC_KEYS = frozenset({
-    "resume", "progress", "quiet", "platform", "experiment", "plots", "sampler.shard",
+    "resume", "progress", "quiet", "platform", "experiment", "plots", "keep_state", "sampler.shard",
     "sampler.checkpoint_every", "train.checkpoint_every", "sampler.chunk_size", "train.log_every",
 })
 
