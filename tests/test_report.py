@@ -129,3 +129,21 @@ def test_single_run_has_no_sweep_plots_and_cli_errors(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert report.main([str(tmp_path / "empty")]) == 1
     assert "no results.json" in capsys.readouterr().err
+
+
+def test_rows_without_an_automatic_window_are_kept_in_the_table_but_not_fitted(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    for num, L in enumerate((8, 12, 16)):
+        _fake_job(sweep / str(num), L=L, beta=0.6, k=3, xi=L / 4, tau=2.0 * (L / 4) ** 2)
+    # job 2's τ is flagged: the Γ-method found no window (e.g. independence MH at large volume)
+    blob = json.loads((sweep / "2" / "results.json").read_text())
+    blob["runs"]["fhmc"]["tau_int"]["M"][0] = 1e4
+    blob["runs"]["fhmc"]["warnings"] = ["tau_int(M): no automatic window up to W = 100: ..."]
+    (sweep / "2" / "results.json").write_text(json.dumps(blob))
+    rows = report.collect(sweep)
+    assert [r["tau_M_reliable"] for r in rows] == [True, True, False]
+    report.write_report(sweep)
+    fits = json.loads((sweep / "report" / "fits.json").read_text())
+    (fit,) = fits.values()
+    assert fit["points"]["xi"] == [2.0, 3.0] and fit["z"] == pytest.approx(2.0, abs=1e-9)
+    assert "left out of fits and plots: 2:fhmc" in capsys.readouterr().err

@@ -39,7 +39,7 @@ __all__ = ["ZFit", "collect", "fit_z", "main", "write_report"]
 
 FLOW_SAMPLERS = ("fhmc", "imh")
 COLUMNS = ["job", "experiment", "label", "L", "beta", "kernel_size", "num_layers", "prior", "sampler", "acceptance",
-           "tau_M", "tau_M_err", "tau_M_window", "xi", "xi_err", "traj_per_second", "cost_per_indep",
+           "tau_M", "tau_M_err", "tau_M_window", "tau_M_reliable", "xi", "xi_err", "traj_per_second", "cost_per_indep",
            "cost_per_indep_err", "training_seconds", "flow_mh_acceptance", "overrides"]
 
 
@@ -150,6 +150,9 @@ def collect(directory) -> list[dict]:
                 "tau_M": tau,
                 "tau_M_err": tau_err,
                 "tau_M_window": block["tau_int"]["M"][2] if block["tau_int"].get("M") else None,
+                # False when the Γ-method found no automatic window (the run was too short for its τ,
+                # e.g. independence MH at large V): such rows stay in the table but not in fits or plots
+                "tau_M_reliable": not any(w.startswith("tau_int(M)") for w in block.get("warnings", [])),
                 "xi": xi,
                 "xi_err": xi_err,
                 "traj_per_second": tps,
@@ -209,8 +212,12 @@ def write_report(directory, out_dir=None) -> dict[str, Path]:
 
     # τ vs ξ per (sampler, kernel size): rows with a measured ξ and τ
     points = defaultdict(lambda: {"xi": [], "xi_err": [], "tau": [], "tau_err": []})
+    unreliable = [f"{r['job']}:{r['label']}" for r in rows if not r["tau_M_reliable"]]
+    if unreliable:
+        print(f"trivflow.report: tau_int(M) without an automatic window, left out of fits and plots: "
+              f"{', '.join(unreliable)}", file=sys.stderr)
     for r in rows:
-        if None not in (r["xi"], r["xi_err"], r["tau_M"], r["tau_M_err"]):
+        if r["tau_M_reliable"] and None not in (r["xi"], r["xi_err"], r["tau_M"], r["tau_M_err"]):
             p = points[_series(r, "kernel_size", "prior")]
             for k, v in (("xi", r["xi"]), ("xi_err", r["xi_err"]), ("tau", r["tau_M"]), ("tau_err", r["tau_M_err"])):
                 p[k].append(v)
@@ -232,7 +239,8 @@ def write_report(directory, out_dir=None) -> dict[str, Path]:
     # τ and cost vs kernel size per (sampler, L)
     kpoints = defaultdict(lambda: defaultdict(list))
     for r in sorted(rows, key=lambda r: (r["kernel_size"] if isinstance(r["kernel_size"], int) else -1)):
-        if isinstance(r["kernel_size"], int) and None not in (r["tau_M"], r["tau_M_err"], r["cost_per_indep"]):
+        if (isinstance(r["kernel_size"], int) and r["tau_M_reliable"]
+                and None not in (r["tau_M"], r["tau_M_err"], r["cost_per_indep"])):
             p = kpoints[_series(r, "L", "prior")]
             for k, v in (("k", r["kernel_size"]), ("tau", r["tau_M"]), ("tau_err", r["tau_M_err"]),
                          ("cost", r["cost_per_indep"]), ("cost_err", r["cost_per_indep_err"])):
