@@ -45,7 +45,6 @@ import datetime
 import functools
 import importlib.util
 import json
-import math
 import os
 import statistics
 import sys
@@ -262,18 +261,6 @@ def run_training(jax, args) -> list[dict]:
 # --------------------------------------------------------------------------------------------
 
 
-def _best_seconds(jax, fn, *a, rounds=5, reps=5) -> float:
-    jax.block_until_ready(fn(*a))
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            r = fn(*a)
-        jax.block_until_ready(r)
-        best = min(best, (time.perf_counter() - t0) / reps)
-    return best
-
-
 def run_profile(jax, args) -> dict:
     """Best-of time per call of: one trajectory (vmapped kernel.step), one force evaluation,
     the measurement, for HMC and each FHMC variant at the first L, chains, k."""
@@ -313,7 +300,7 @@ def run_profile(jax, args) -> dict:
                 jax.jit(jax.vmap(hmc.pulled_back_measure(flow_fn, hmc.phi4_measure), (0, None))), (x, params), False)
     res = {}
     for name, (fn, a, per_step) in cases.items():
-        sec = _best_seconds(jax, fn, *a)
+        sec = hb.best_seconds(jax, fn, *a)
         res[name] = {"ms": sec * 1e3, "ns_per_site": sec / (C * V) * 1e9,
                      "ns_per_site_step": sec / (C * V * (args.num_steps if per_step else 1)) * 1e9}
     print(f"\nL={L}, chains={C}, k={k}, {args.num_steps} steps (best of 5×5 calls)")

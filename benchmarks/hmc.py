@@ -380,6 +380,20 @@ def summarise(runner, L, C, dtype, beta, seconds, acc, cpu, g0) -> dict:
     return row
 
 
+def best_seconds(jax, fn, *a, rounds: int = 5, reps: int = 5) -> float:
+    """Best over ``rounds`` of the mean seconds per call of ``reps`` back-to-back calls of an
+    already-compiled ``fn(*a)`` (one warm-up call first; JAX's async dispatch is waited for)."""
+    jax.block_until_ready(fn(*a))
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            r = fn(*a)
+        jax.block_until_ready(r)
+        best = min(best, (time.perf_counter() - t0) / reps)
+    return best
+
+
 def timed_rounds(runners, repeats: int) -> list[tuple[list, list, list, list]]:
     """The timing protocol shared by hmc.py and fhmc.py: ``repeats`` rounds, each running every
     (already calibrated) runner's ``timed()`` once, interleaved (r₀, r₁, …, r₀, r₁, …), so that load
@@ -630,16 +644,7 @@ def run_profile(jax, args) -> dict:
     rounds, reps = 7, 10
 
     def timer(fn, *a):
-        """Best-of-rounds seconds per call of an already-built callable."""
-        jax.block_until_ready(fn(*a))
-        best = float("inf")
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                r = fn(*a)
-            jax.block_until_ready(r)
-            best = min(best, (time.perf_counter() - t0) / reps)
-        return best
+        return best_seconds(jax, fn, *a, rounds=rounds, reps=reps)
 
     for dt_name in args.dtypes:
         dt = np.dtype(dt_name)
