@@ -196,6 +196,7 @@ def test_state_for_another_lattice_is_refused(tmp_path):
 
     run(compose_cfg(["lattice.L=4", "plots=false", "keep_state=true", *TINY]), tmp_path)
     assert (tmp_path / "state" / "hmc.npz").is_file()
+    (tmp_path / "results.json").unlink()  # an unfinished run: a finished one is refused before its state is read
     with pytest.raises(state.StateMismatchError) as err:
         run(compose_cfg(["lattice.L=6", "resume=true", "plots=false", *TINY]), tmp_path)
     assert str(err.value) == ("state/hmc.npz was written for lattice.L=4, this run has lattice.L=6: "
@@ -224,12 +225,15 @@ def test_find_resumable_run_picks_the_latest_unfinished_match(tmp_path):
     _fake_run(tmp_path, "c", ov, finished=True, mtime=3000)
     _fake_run(tmp_path, "d", ov, marker=True, mtime=4000)  # a job that resumed another one
     _fake_run(tmp_path, "e", ["lattice=L8", "sampler=fhmc"], mtime=5000)
-    here = _fake_run(tmp_path, "now", ["resume=true", *reversed(ov)], mtime=6000)
+    here = tmp_path / "now"  # this job's new directory: .hydra/ is written only after resolving
+    here.mkdir()
     assert find_resumable_run(here, ["resume=true", *reversed(ov)]) == want
     with pytest.raises(ValueError, match=r"resume=true: no unfinished run .*'lattice=L12'"):
         find_resumable_run(here, ["resume=true", "lattice=L12"])
     (here / "state").mkdir()  # a fixed hydra.run.dir with an earlier run's state: resume in place
     assert find_resumable_run(here, ["resume=true", "lattice=L12"]) == here.resolve()
+    fixed = _fake_run(tmp_path, "fixed", ov)  # a fixed hydra.run.dir whose job was killed before any state
+    assert find_resumable_run(fixed, ["resume=true", *ov]) == fixed.resolve()
 
 
 # ---------------------------------------------------------------------------------------------

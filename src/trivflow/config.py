@@ -8,6 +8,7 @@ before any compute. The keys below are the documented interface (design.md §4).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -59,6 +60,9 @@ class SamplerConfig:
     shard: bool = True  # split hmc/fhmc chains over all devices (num_chains a multiple of their number)
     batch_size: int = 1000
     target_accept: float = 0.8
+    # hmc/fhmc stop when the acceptance (after 100 trajectories per chain) is below this; imh only
+    # when no proposal at all is accepted; 0 disables the check
+    min_acceptance: float = 0.01
 
 
 @dataclass
@@ -207,6 +211,67 @@ def _fail(key: str, value, expected: str):
     raise ValueError(f"{key}={value!r} is invalid: expected {expected}")
 
 
+#: Keys that users reach for but that trivflow spells otherwise.
+_SPELLED_OTHERWISE = {
+    "sampler.step_size": "the step size is sampler.traj_length / sampler.num_steps",
+    "sampler.num_samples": "use sampler.num_traj",
+    "lattice.kappa": "trivflow uses beta = 2 kappa: set lattice.beta",
+}
+
+
+def unknown_keys(cfg) -> list[str]:
+    """Keys of ``cfg`` (a DictConfig) that no schema of :class:`Config` has: added with ``+``
+    they would be silently ignored, so :func:`validate` refuses them."""
+    from .state import flatten_config
+
+    known = flatten_config(OmegaConf.structured(Config))
+    return [k for k in flatten_config(cfg) if k not in known]
+
+
+def _refuse_unknown_keys(cfg) -> None:
+    import difflib
+
+    from .state import flatten_config
+
+    bad = unknown_keys(cfg)
+    if not bad:
+        return
+    known = list(flatten_config(OmegaConf.structured(Config)))
+    key = bad[0]
+    hint = _SPELLED_OTHERWISE.get(key)
+    if hint is None:
+        close = difflib.get_close_matches(key, known, n=2)
+        hint = f"did you mean {' or '.join(close)}?" if close else "python -m trivflow.run --help lists the keys"
+    more = f" (and {len(bad) - 1} more: {bad[1:]})" if len(bad) > 1 else ""
+    raise ValueError(f"{key} is not a trivflow setting: it would be ignored, so it is refused{more}; {hint}")
+
+
+def checkpoint_dir(path) -> Path:
+    """A ``flow.checkpoint`` value as the flow directory: a flow directory itself, or a run
+    directory holding ``flow/``."""
+    p = Path(str(path)).expanduser()
+    return p / "flow" if (p / "flow").is_dir() and not (p / "flow_config.json").exists() else p
+
+
+def _validate_checkpoint(c) -> None:
+    """``flow.checkpoint`` must be a complete checkpoint whose kernel_size and num_layers are the
+    run's, checked here and not after the first sampler has run."""
+    from .training.checkpoint import read_flow_config
+
+    f = c.flow
+    path = checkpoint_dir(f.checkpoint)
+    try:
+        stored = read_flow_config(path)
+    except FileNotFoundError as err:
+        _fail("flow.checkpoint", f.checkpoint, f"a flow directory (flow_config.json and params/) or a run directory "
+              f"holding flow/; {err}")
+    kernel = OmegaConf.to_object(f.kernel_size) if OmegaConf.is_config(f.kernel_size) else f.kernel_size
+    for key, value in (("kernel_size", kernel), ("num_layers", f.num_layers)):
+        if key in stored and stored[key] != (list(value) if isinstance(value, (list, tuple)) else value):
+            _fail(f"flow.{key}", value, f"{stored[key]!r}, the value of the checkpoint {str(path)!r} "
+                  f"(or drop the override)")
+
+
 def needs_flow(c) -> bool:
     """Whether any sampler of the run uses a flow."""
     return any(name.partition("@")[0] in FLOW_SAMPLERS for name in [c.sampler.name, *c.baselines])
@@ -232,6 +297,8 @@ def _validate_flow(c, theory: Phi4Theory) -> None:
             _fail(key, L, "an even lattice extent >= 2 (the flow's checkerboard needs even L)")
     if c.prior.name not in PRIORS:
         _fail("prior.name", c.prior.name, f"one of {list(PRIORS)}")
+    if f.checkpoint is not None:
+        _validate_checkpoint(c)
     _validate_priors(c, theory)
     if f.checkpoint is None or baseline_priors(c):
         for key, value, minimum in (("train.steps", t.steps, 1), ("train.batch_size", t.batch_size, 2),
@@ -278,13 +345,47 @@ def _validate_priors(c, theory: Phi4Theory) -> None:
                   f"L={L_train} only")
 
 
+def _check_representable(lat, precision: str) -> None:
+    """Couplings must be finite numbers that the working precision can hold (1e300 is finite in
+    float64 but infinite in float32)."""
+    import math
+
+    import numpy as np
+
+    top = float(np.finfo(np.float32 if precision == "float32" else np.float64).max)
+    for key in ("beta", "lam"):
+        value = getattr(lat, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            _fail(f"lattice.{key}", value, "a finite number")
+        if abs(value) > top:
+            _fail(f"lattice.{key}", value, f"a number that {precision} can hold (|x| <= {top:.3g}); "
+                  "use precision=float64")
+
+
+def _check_enough_measurements(smp) -> None:
+    """The Γ-method needs ≥ MIN_PER_REPLICA measurements per chain and ≥ MIN_TOTAL in all."""
+    from .analysis.gamma import MIN_PER_REPLICA, MIN_TOTAL
+
+    n_meas = smp.num_traj // smp.meas_every
+    need = max(MIN_PER_REPLICA, -(-MIN_TOTAL // smp.num_chains))
+    if n_meas < need:
+        _fail("sampler.num_traj", smp.num_traj, f"at least {need * smp.meas_every} (= {need} measurements per "
+              f"chain x sampler.meas_every={smp.meas_every}; the error analysis needs {MIN_PER_REPLICA} per chain "
+              f"and {MIN_TOTAL} in all over sampler.num_chains={smp.num_chains})")
+
+
 def validate(cfg: DictConfig | Config) -> Phi4Theory:
     """Check every value for meaning before compute; return the validated theory.
 
     Raises ``ValueError`` naming the key, the value and what was expected.
     """
+    if isinstance(cfg, DictConfig):
+        _refuse_unknown_keys(cfg)
     c = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
     lat, smp, ana = c.lattice, c.sampler, c.analysis
+    if c.precision not in PRECISIONS:
+        _fail("precision", c.precision, f"one of {list(PRECISIONS)}")
+    _check_representable(lat, c.precision)
     if c.action.name not in ACTIONS:
         _fail("action.name", c.action.name, f"one of {list(ACTIONS)}")
     if c.action.name == "free" and lat.lam != 0:
@@ -320,8 +421,9 @@ def validate(cfg: DictConfig | Config) -> Phi4Theory:
             _fail(key, value, "an integer >= 1")
     validate_run_args(smp.traj_length / smp.num_steps, smp.num_traj, smp.num_therm, smp.meas_every,
                       smp.chunk_size)
-    if c.precision not in PRECISIONS:
-        _fail("precision", c.precision, f"one of {list(PRECISIONS)}")
+    _check_enough_measurements(smp)
+    if not 0 <= smp.min_acceptance < 1:
+        _fail("sampler.min_acceptance", smp.min_acceptance, "a number in [0, 1) (0 disables the frozen-chain check)")
     if c.platform not in PLATFORMS:
         _fail("platform", c.platform, f"one of {list(PLATFORMS)}")
     if not ana.s_tau > 0:

@@ -22,19 +22,43 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from .config import FLOW_SAMPLERS, needs_flow, validate
-from .state import config_fingerprint, read_meta
+from . import rundir
+from .config import FLOW_SAMPLERS, checkpoint_dir, needs_flow, validate
+from .state import atomic_savez, atomic_write_text, config_fingerprint, read_meta, replace_dir, temporary_dir
 
 log = logging.getLogger("trivflow")
 
 
-def configure_jax(precision: str = "float64", platform_name: str | None = None) -> None:
-    """Apply precision and platform before any JAX array exists (design.md §4)."""
+#: ``platform=`` value → the ``Device.platform`` JAX reports for it
+_PLATFORM_OF = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "tpu": "tpu"}
+
+
+def configure_jax(precision: str = "float64", platform_name: str | None = None) -> dict:
+    """Apply precision and platform before any JAX array exists (design.md §4), and return the
+    devices JAX will use, ``{"platform", "device_kind", "devices"}`` (results.json ``device``).
+
+    Raises ``ValueError`` when ``platform_name`` is set and JAX has no such device (instead of
+    running elsewhere), listing the devices it sees."""
     import jax
 
     jax.config.update("jax_enable_x64", precision == "float64")
     if platform_name:
+        previous = jax.config.jax_platforms
         jax.config.update("jax_platforms", platform_name)
+        try:
+            devices = jax.devices()
+        except RuntimeError:  # the backend does not exist here
+            devices = None
+        if devices is None or devices[0].platform != _PLATFORM_OF[platform_name]:
+            jax.config.update("jax_platforms", previous)
+            seen = jax.devices() if devices is None else devices
+            raise ValueError(
+                f"platform={platform_name!r} is invalid: JAX has no {platform_name} device here (it sees "
+                f"{[str(d) for d in seen]}, platform {seen[0].platform!r}; a GPU needs the CUDA build of jax, "
+                f"docs/install.md): set platform=null to use what there is")
+    devices = jax.devices()
+    return {"platform": devices[0].platform, "device_kind": devices[0].device_kind,
+            "devices": [str(d) for d in devices]}
 
 
 def versions() -> dict:
@@ -76,12 +100,6 @@ def _flow_kwargs(cfg) -> dict:
                 compute_dtype=f.compute_dtype)
 
 
-def _checkpoint_dir(path: str) -> Path:
-    """Accept a flow directory or a run directory holding ``flow/``."""
-    p = Path(path)
-    return p / "flow" if (p / "flow").is_dir() and not (p / "flow_config.json").exists() else p
-
-
 def obtain_flow(cfg, theory, out_dir: Path, *, progress: bool, prior_dir: Path | None = None) -> TrainedFlow:
     """Train the flow on the training lattice (physics.md §6), or load ``flow.checkpoint``.
 
@@ -92,16 +110,17 @@ def obtain_flow(cfg, theory, out_dir: Path, *, progress: bool, prior_dir: Path |
     from .flows import build_flow, split_flow
     from .lattice.phi4 import phi4_action
     from .priors import make_prior
-    from .training import evaluate_flow, load_flow, save_flow, train_flow
+    from .training import check_training, evaluate_flow, load_flow, save_flow, train_flow
+    from .training.checkpoint import is_complete
 
     kwargs = _flow_kwargs(cfg)
     if cfg.flow.checkpoint:
-        path = _checkpoint_dir(cfg.flow.checkpoint)
+        path = checkpoint_dir(cfg.flow.checkpoint)
         expect = {k: kwargs[k] for k in ("kernel_size", "num_layers")}
         graphdef, params, stored = load_flow(path, shape=theory.shape, expect=expect)
         log.info("flow loaded from %s (trained at %s)", path, stored.get("lattice"))
         loaded = TrainedFlow(graphdef, params, stored, None)
-        if (path / "coarse" / "flow_config.json").is_file():  # g2 ∘ g1 (interp4_x2): g1 in flow/coarse
+        if is_complete(path / "coarse"):  # g2 ∘ g1 (interp4_x2): g1 in flow/coarse
             coarse = TrainedFlow(*load_flow(path / "coarse", shape=theory.shape, expect=expect), None)
             log.info("composed with the coarse flow from %s", path / "coarse")
             return compose_flows(coarse, loaded)
@@ -129,13 +148,13 @@ def obtain_flow(cfg, theory, out_dir: Path, *, progress: bool, prior_dir: Path |
                                  fingerprint=config_fingerprint(cfg))
     flow_config = {**kwargs, "lattice": train_theory, "prior": cfg.prior.name,
                    "train": {"steps": t.steps, "batch_size": t.batch_size, "lr": t.lr}}
-    if trained and (out_dir / "flow" / "flow_config.json").is_file():  # resumed after training: reuse flow/
-        params = load_flow(out_dir / "flow", expect={k: kwargs[k] for k in ("kernel_size", "num_layers")})[1]
-        log.info("training had completed: flow loaded from %s", out_dir / "flow")
-    else:
-        save_flow(out_dir / "flow", params, flow_config, overwrite=True)
     after = evaluate_flow(key_after, graphdef, params, prior, action_fn, batch_size=t.batch_size)
-    np.savez(out_dir / "training_history.npz", **{k: np.asarray(v) for k, v in history.items()})
+    check_training(before, after, lr=t.lr, steps=t.steps)  # a diverged flow never reaches a sampler
+    if trained and is_complete(out_dir / "flow"):  # resumed after training: flow/ was written then
+        log.info("training had completed: the flow in %s is reused", out_dir / "flow")
+    else:  # also rebuilds a flow/ whose writing was killed (params from state/train.npz)
+        save_flow(out_dir / "flow", params, flow_config, overwrite=True)
+    atomic_savez(out_dir / "training_history.npz", {k: np.asarray(v) for k, v in history.items()})
     training = {
         "steps": int(history["step"][-1]) if len(history["step"]) else 0,
         "seconds": float(history["seconds"]),
@@ -175,9 +194,8 @@ def obtain_x2_flow(cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow
     """``prior=interp4_x2`` (physics.md §5): g₁ trained at (L/2, β(L/2)) with interp4 from
     (L/4, β(L/4)) into ``out_dir/coarse``, g₂ at L with interp4 from (L/2, β(L/2)) into
     ``out_dir/flow`` (g₁ copied to ``flow/coarse``, so the checkpoint loads as g₂ ∘ g₁)."""
-    import shutil
-
     from .priors.factory import x2_levels
+    from .training.checkpoint import is_complete
 
     t = cfg.train
     L = t.L or theory.L
@@ -190,7 +208,13 @@ def obtain_x2_flow(cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow
         flows.append(obtain_flow(sub, theory, where, progress=progress, prior_dir=out_dir / "priors"))
     for flow in flows:
         flow.config["prior"] = "interp4_x2"
-    shutil.copytree(out_dir / "coarse" / "flow", out_dir / "flow" / "coarse", dirs_exist_ok=True)
+    # g1 beside g2, so that flow/ loads as g2 ∘ g1; copied whole or not at all (a kill mid-copy
+    # leaves no flow/coarse, and the resumed run copies it again)
+    target = out_dir / "flow" / "coarse"
+    if not is_complete(target):
+        tmp = temporary_dir(target)
+        shutil.copytree(out_dir / "coarse" / "flow", tmp, dirs_exist_ok=True)
+        replace_dir(tmp, target)
     return compose_flows(*flows)
 
 
@@ -225,7 +249,31 @@ def run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: b
     ``state_path``: resumable state of hmc, fhmc and imh (written every
     ``sampler.checkpoint_every`` chunks, continued from when it exists, checked against the
     config's fingerprint). NUTS is one NumPyro call and is not resumable (it reruns, with the
-    same result). ``sampler.shard``: split the hmc/fhmc chains over all devices."""
+    same result). ``sampler.shard``: split the hmc/fhmc chains over all devices.
+
+    Raises ``ValueError`` when the chains do not move (``sampler.min_acceptance``), naming the
+    keys to change."""
+    from .hmc.driver import FrozenChainsError
+
+    try:
+        return _run_sampler(name, cfg, theory, flow, progress=progress, state_path=state_path)
+    except FrozenChainsError as err:
+        raise ValueError(f"{err}; {_frozen_advice(name, cfg.sampler)}") from None
+
+
+def _frozen_advice(name: str, s) -> str:
+    """What to change when the chains of sampler ``name`` do not move."""
+    if name == "imh":
+        return ("no proposal of the flow was accepted: train it better (train.steps, train.lr, the prior) or "
+                "sample with sampler=fhmc")
+    step = f"step size = sampler.traj_length/sampler.num_steps = {s.traj_length:g}/{s.num_steps}"
+    flow = ", or the flow (train.*)" if name == "fhmc" else ""
+    return (f"lower the {step} (e.g. sampler.num_steps={4 * s.num_steps} or sampler.traj_length="
+            f"{s.traj_length / 4:g}), or check the couplings (lattice.beta, lattice.lam){flow}; "
+            f"sampler.min_acceptance={s.min_acceptance:g} sets this limit")
+
+
+def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: bool, state_path: Path | None):
     import jax
 
     from . import hmc
@@ -243,7 +291,8 @@ def run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: b
                      fingerprint=None if state_path is None else config_fingerprint(cfg))
     hmc_args = dict(step_size=s.traj_length / s.num_steps, num_traj=s.num_traj, num_therm=s.num_therm,
                     meas_every=s.meas_every, chunk_size=s.chunk_size, progress=progress, desc=desc,
-                    devices=None if s.shard else jax.devices()[:1], **resumable)
+                    devices=None if s.shard else jax.devices()[:1], min_acceptance=s.min_acceptance or None,
+                    **resumable)
     if name == "hmc":
         kernel = hmc.phi4_kernel(s.num_steps, s.integrator)
         return hmc.run_chains(key_run, kernel, positions, theory_params, measure_fn=hmc.phi4_measure, **hmc_args)
@@ -265,32 +314,58 @@ def run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: b
             prior = GaussianPrior(theory.shape)
         propose = flow_proposal(flow.forward, None, hmc.phi4_potential)  # the prior is a jit argument
         params = {**params, "prior": as_pytree(prior)}
+        # independence MH stops only when no proposal at all is accepted: a tiny acceptance is the
+        # flow's honest figure of merit (experiments/mh_vs_fhmc), not a broken run
         return run_imh(key_run, propose, params, num_chains=s.num_chains, num_steps=s.num_traj,
                        measure_fn=hmc.phi4_measure, batch_size=s.batch_size, progress=progress, desc=desc,
-                       **resumable)
+                       min_acceptance=1e-12 if s.min_acceptance else None, **resumable)
     raise ValueError(f"sampler.name={name!r} is invalid")  # unreachable after validate()
 
 
 def run(cfg: DictConfig, out_dir: str | Path) -> dict:
-    """Run the experiment described by ``cfg`` and write ``results.json`` into ``out_dir``."""
-    if cfg.get("task", "sample") == "tune_beta":  # β tuning on the line of constant physics
-        from .tuning import run_tune_beta
+    """Run the experiment described by ``cfg`` and write ``results.json`` into ``out_dir``.
 
-        return run_tune_beta(cfg, out_dir)
-    theory = validate(cfg)  # every check happens here, before any compute
-    configure_jax(cfg.precision, cfg.platform)
+    The job holds ``out_dir`` (:func:`trivflow.rundir.locked`: a second job there is refused) and
+    never writes into a finished run (results.json present): an identical resume returns its
+    results, anything else is refused (:func:`trivflow.rundir.check_unfinished`)."""
+    tune = cfg.get("task", "sample") == "tune_beta"  # β tuning on the line of constant physics
+    theory = None if tune else validate(cfg)  # every check happens here, before any compute
+    out_dir = Path(out_dir)
+    if isinstance(cfg.resume, str):  # resume=<run dir>: results go there (run.py resolves resume=true)
+        out_dir = Path(cfg.resume)
+        if not out_dir.is_dir():
+            raise ValueError(f"resume={cfg.resume!r} is invalid: expected an existing run directory")
+    try:
+        with rundir.locked(out_dir):  # the whole job; re-entrant when the CLI holds it already
+            rundir.check_unfinished(out_dir, cfg, resuming=bool(cfg.get("resume", False)))
+            if tune:
+                from .tuning import run_tune_beta
+
+                return run_tune_beta(cfg, out_dir)
+            return _run(cfg, theory, out_dir)
+    except rundir.RunAlreadyFinished as done:
+        log.info("%s", done)
+        return done.results
+
+
+def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
+    import jax
+
+    from .resources import check_memory
+
+    device = configure_jax(cfg.precision, cfg.platform)
+    device["memory_estimate"] = check_memory(cfg, theory, jax.devices()[0],
+                                             float_bytes=8 if cfg.precision == "float64" else 4)
     from .lattice.observables import default_plateau
     from .lattice.theory import Phi4Theory
     from .io import write_chains
     from .plots import PLOTS_DIR, plot_run
     from .summary import summarize_phi4_run
 
-    out_dir = Path(out_dir)
-    if isinstance(cfg.resume, str):  # resume=<run dir>: results go there (run.py resolves resume=true)
-        out_dir = Path(cfg.resume)
-        if not out_dir.is_dir():
-            raise ValueError(f"resume={cfg.resume!r} is invalid: expected an existing run directory")
-        log.info("resuming in %s: results go there", out_dir)
+    beta_note = beta_source(theory, cfg.action.name)
+    log.info("lattice %s: beta %s", theory, beta_note)
+    if "off the line" in beta_note:
+        log.warning("beta=%g at L=%d: %s", theory.beta, theory.L, beta_note)
     if cfg.sampler.shard and any(n.partition("@")[0] in ("hmc", "fhmc") for n in [cfg.sampler.name, *cfg.baselines]):
         # before any compute: the chains must divide over the devices
         from .hmc.driver import chain_shardings
@@ -334,6 +409,8 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict:
     results = {
         "experiment": cfg.experiment,
         "lattice": theory.to_dict(),
+        "beta_source": beta_note,
+        "device": device,
         "seed": cfg.seed,
         "precision": cfg.precision,
         "versions": versions(),
@@ -352,7 +429,7 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict:
     results["chains"] = {label: path.name for label, path in write_chains(out_dir, chains, cfg.sampler.name).items()}
     if cfg.plots:
         results["plots"] = PLOTS_DIR
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2))
     log.info("results written to %s", out_dir / "results.json")
     if not cfg.get("keep_state", False):  # the run is complete: its resumable states only duplicate the chains
         shutil.rmtree(out_dir / "state", ignore_errors=True)
@@ -365,6 +442,27 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict:
     return results
 
 
+def beta_source(theory, action: str = "phi4") -> str:
+    """Where β comes from, for the printed header and results.json ``beta_source``: the line of
+    constant physics ξ = L/4 (λ = 0.5, 2D; :data:`~trivflow.lattice.presets.LINE_OF_CONSTANT_PHYSICS`),
+    another preset's β (e.g. ``lattice.L=128`` keeping the L8 preset's), or set directly."""
+    from .lattice.presets import LINE_OF_CONSTANT_PHYSICS as LCP
+
+    L, beta = theory.L, theory.beta
+    if action == "free" or theory.lam == 0:
+        return "set for the free theory (lambda = 0; exact results beside the measured ones)"
+    if theory.lam != 0.5 or theory.d != 2:
+        return "set directly (the tabulated line of constant physics is for d = 2, lambda = 0.5)"
+    if LCP.get(L) == beta:
+        return f"on the line of constant physics xi = L/4 (tabulated beta({L}))"
+    here = f"where beta({L}) = {LCP[L]}" if L in LCP else "where no beta is tabulated (task=tune_beta finds it)"
+    others = [k for k, b in LCP.items() if b == beta]
+    if others:
+        return (f"from the lattice=L{others[0]} preset (xi = {others[0] / 4:g} at L = {others[0]}): off the line of "
+                f"constant physics at L = {L}, {here}")
+    return f"set by lattice.beta: off the tabulated line of constant physics xi = L/4 at L = {L}, {here}"
+
+
 def _fmt(pair) -> str:
     return "n/a" if pair is None or pair[0] is None else f"{pair[0]:.5g} ± {pair[1]:.2g}"
 
@@ -372,7 +470,8 @@ def _fmt(pair) -> str:
 def format_summary(results: dict) -> str:
     """A short human-readable table of every run in ``results``."""
     lat = results["lattice"]
-    lines = [f"L={lat['L']} d={lat['d']} beta={lat['beta']} lam={lat['lam']}"]
+    lines = [f"L={lat['L']} d={lat['d']} beta={lat['beta']} lam={lat['lam']}"
+             + (f"   (beta {results['beta_source']})" if "beta_source" in results else "")]
     if "training" in results:
         tr = results["training"]
         lines.append(f"[training] {tr['steps']} steps in {tr['seconds']:.1f} s: loss {tr['loss']:.5g}, "
@@ -381,7 +480,8 @@ def format_summary(results: dict) -> str:
         o, t = r["observables"], r["tau_int"]
         lines += [
             f"[{name}] acceptance {r['acceptance']:.3f}   <exp(-dH)> {_fmt(r['exp_minus_dH'])}",
-            f"  chi {_fmt(o['chi'])}   <|M|> {_fmt(o['absM'])}   G0 {_fmt(o['G0'])}   xi {_fmt(o['xi'])}",
+            f"  chi {_fmt(o['chi'])}   <|M|> {_fmt(o['absM'])}   G0 {_fmt(o['G0'])}   xi {_fmt(o['xi'])}"
+            + ("   (xi NOT reliable: the chains do not mix)" if not r.get("mixing", {}).get("reliable", True) else ""),
             f"  tau_int(M) {_fmt(t['M'])} (W={t['M'][2]})   tau_int(|M|) {_fmt(t['absM'])}",
             f"  {r['traj_per_second']:.4g} chain-trajectories/s ({r['seconds']:.1f} s sampling, "
             f"{r['compile_seconds']:.1f} s compile)",

@@ -41,8 +41,11 @@ Every loader raises ``FileNotFoundError`` naming the missing path and what write
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import shutil
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -176,11 +179,39 @@ def write_chains(run_dir, runs: Mapping[str, tuple], main_label: str) -> dict[st
     for label, (result, sampler, lattice) in runs.items():
         idata = chains_to_inference_data(result, label=label, sampler=sampler, lattice=lattice)
         path = chains_path(run_dir, label, main_label)
-        tmp = path.with_name(path.name + ".tmp")
-        idata.to_netcdf(str(tmp), compress=False)
-        tmp.replace(path)  # readers never see a half-written file
+        _write_netcdf(idata, path)
         out[label] = path
     return out
+
+
+def _netcdf_bytes(idata) -> int:
+    """Bytes of the arrays in ``idata``: an uncompressed netCDF file is this plus headers."""
+    return sum(int(v.nbytes) for g in idata.groups() for v in idata[g].variables.values())
+
+
+def _write_netcdf(idata, path: Path) -> None:
+    """``idata.to_netcdf`` into a temporary file renamed over ``path`` (readers never see a
+    half-written file; a failed write leaves no temporary behind).
+
+    The free space is checked first: HDF5 can crash the process (SIGSEGV) instead of raising
+    when the disk fills up under it, so a write that cannot fit is refused with ``ENOSPC``."""
+    from .state import _fsync_dir, _temp_name, remove_stale_temporaries
+
+    need = int(_netcdf_bytes(idata) * 1.05) + 2**20
+    free = shutil.disk_usage(path.parent).free
+    if need > free:
+        raise OSError(errno.ENOSPC, f"No space left on device: {path.name} needs about {need / 2**20:.1f} MiB, "
+                      f"{free / 2**20:.1f} MiB are free", str(path))
+    remove_stale_temporaries(path)
+    path.with_name(path.name + ".tmp").unlink(missing_ok=True)  # left by trivflow < 0.2
+    tmp = _temp_name(path)
+    try:
+        idata.to_netcdf(str(tmp), compress=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,10 +219,25 @@ def write_chains(run_dir, runs: Mapping[str, tuple], main_label: str) -> dict[st
 # ---------------------------------------------------------------------------------------------
 
 
+def _damaged(path: Path, err: BaseException, remedy: str):
+    from .state import DamagedFileError
+
+    detail = " ".join(str(err).split())[:200]
+    return DamagedFileError(path, f"cannot be read ({type(err).__name__}: {detail}; truncated or damaged)", remedy)
+
+
 def load_results(run_dir) -> dict:
-    """The parsed ``results.json`` of a run directory (design.md §5)."""
+    """The parsed ``results.json`` of a run directory (design.md §5).
+
+    Raises ``FileNotFoundError`` (missing) or :class:`trivflow.state.DamagedFileError`."""
     path = _need(_run_dir(run_dir) / RESULTS_FILE, f"results.json is written by {_WRITER} when a run finishes")
-    return json.loads(path.read_text())
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise _damaged(path, err, "the run's summary is lost; its chains_*.nc still hold the data") from None
+    if not isinstance(results, dict):
+        raise _damaged(path, ValueError("not a JSON object"), "rerun the job into a new directory")
+    return results
 
 
 def run_labels(run_dir) -> list[str]:
@@ -221,8 +267,14 @@ def load_chains(run_dir, label: str | None = None):
             raise KeyError(f"run label {label!r} not in {str(run_dir / RESULTS_FILE)!r}; runs: {labels}")
         path = chains_path(run_dir, label, labels[0])
     _need(path, f"chains files are written by {_WRITER} after sampling")
-    with az.rc_context({"data.load": "eager"}):
-        return az.from_netcdf(str(path))
+    try:
+        with az.rc_context({"data.load": "eager"}):
+            return az.from_netcdf(str(path))
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise _damaged(path, err, "rerun the job into a new directory (with keep_state=true a run keeps state/ "
+                       "to rebuild it by resuming)") from None
 
 
 def load_training_history(run_dir) -> dict[str, np.ndarray]:
@@ -231,8 +283,15 @@ def load_training_history(run_dir) -> dict[str, np.ndarray]:
     (:func:`trivflow.training.train_flow`)."""
     path = _need(_run_dir(run_dir) / HISTORY_FILE,
                  f"{HISTORY_FILE} is written by {_WRITER} when it trains a flow (not when flow.checkpoint is set)")
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+    from .state import READ_ERRORS
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except READ_ERRORS as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise _damaged(path, err, "the training curves are lost; results.json keeps the final figures") from None
 
 
 def load_flow(run_dir, *, shape=None, dtype=None):

@@ -9,8 +9,13 @@ Layout of one state file (a NumPy ``.npz``, no pickles)::
 Crash safety: :func:`save_state` writes a temporary file in the same directory, flushes and
 ``fsync``\\ s it, then ``os.replace``\\ s it over the target and ``fsync``\\ s the directory. The
 replace is atomic on POSIX file systems, so after a ``kill -9`` at any moment the target is
-either the old complete file or the new complete file, never a torn one (a leftover
-``.<name>.*.tmp`` file may remain; it is ignored and removed by the next save).
+either the old complete file or the new complete file, never a torn one. A leftover temporary
+file ``.<name>.<host>.<pid>.<random>.tmp`` may remain; the next save removes it once its
+writer (that process on this host) is gone, never while another job may still be writing it.
+
+Damage: a file that cannot be read (truncated, empty, random bytes, pickled data, a missing
+header) raises :class:`DamagedFileError` naming the file, what is wrong and what to do, never a
+bare ``BadZipFile``/``EOFError``.
 
 PRNG keys (typed key arrays, ``jax.random.key``) are stored as ``jax.random.key_data`` and
 rewrapped with their implementation on load, so they come back bit for bit.
@@ -22,17 +27,22 @@ see :func:`config_fingerprint`). Loading with a different fingerprint raises
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import tempfile
-from collections.abc import Mapping
+import secrets
+import shutil
+import socket
+import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
-FORMAT_VERSION = 1
+#: 2: series part files carry their label, index and trajectory range (trivflow.hmc.driver).
+FORMAT_VERSION = 2
 META = "__meta__"
 
 #: Config keys that never change the numbers of a run, left out of :func:`config_fingerprint`:
@@ -54,6 +64,33 @@ DERIVED_PREFIXES = ("run_chains.", "run_imh.", "train_flow.")
 
 class StateMismatchError(ValueError):
     """A state file was written for other settings than the current run's."""
+
+
+class DamagedFileError(ValueError):
+    """A file of a run cannot be used: truncated, not what its name says, or inconsistent with
+    the files beside it. The message names the file, what is wrong and what to do."""
+
+    def __init__(self, path, problem: str, remedy: str):
+        self.path = Path(path)
+        super().__init__(f"{self.path} {problem}: {remedy}")
+
+
+#: What to do with a damaged state file: its stage simply reruns without it.
+STATE_REMEDY = "delete it to rerun that stage from the start (or use a new run directory)"
+
+#: Exceptions that reading a damaged .npz raises (np.load, zipfile, the JSON header).
+READ_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, zipfile.BadZipFile)
+
+
+def disk_full(err: BaseException) -> OSError | None:
+    """The ``ENOSPC``/``EDQUOT`` ``OSError`` in ``err``'s chain of causes, or None."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _jsonable(value):
@@ -149,27 +186,108 @@ def save_state(path, tree, *, fingerprint: Mapping | None = None, meta: Mapping 
     return atomic_savez(path, arrays)
 
 
-def atomic_savez(path, arrays: Mapping[str, np.ndarray]) -> Path:
-    """``np.savez(path, **arrays)`` that survives ``kill -9`` at any moment: written to a
-    temporary file in the same directory, fsynced, renamed over ``path`` (``os.replace``), the
-    directory fsynced; the old file or the new one is there, never a torn one. Temporary files
-    left by a killed writer are removed. Returns the path."""
+_HOST = socket.gethostname().replace(".", "_")
+
+
+def _temp_name(path: Path) -> Path:
+    """``.<name>.<host>.<pid>.<random>.tmp`` beside ``path``: the writer is named, so that a
+    cleanup removes only files whose writer is gone."""
+    return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _writer_alive(temp: Path, name: str) -> bool:
+    """Whether the process that created the temporary file ``temp`` (of target ``name``) may
+    still be writing it: a live PID on this host, or a file of another host (unknowable)."""
+    parts = temp.name[len(name) + 2:].split(".")  # host, pid, random, "tmp"
+    if len(parts) != 4 or not parts[1].isdigit():
+        return False  # not a name this module writes (e.g. an older trivflow's): stale
+    if parts[0] != _HOST:
+        return True
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return True  # this process's own (another thread's) write
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path) -> None:
+    """Remove the temporary files (or directories) of ``path`` left by writers that were killed."""
+    path = Path(path)
+    for temp in path.parent.glob(f".{path.name}.*.tmp"):
+        if not _writer_alive(temp, path.name):
+            if temp.is_dir() and not temp.is_symlink():
+                shutil.rmtree(temp, ignore_errors=True)
+            else:
+                temp.unlink(missing_ok=True)
+
+
+def temporary_dir(target) -> Path:
+    """A new empty directory beside ``target`` to build its replacement in (then
+    :func:`replace_dir`); stale ones of killed writers are removed first."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target)
+    tmp = _temp_name(target)
+    tmp.mkdir()
+    return tmp
+
+
+def atomic_write(path, write: Callable, *, binary: bool = True) -> Path:
+    """Write ``path`` through ``write(file)`` so that it survives ``kill -9`` and a full disk at
+    any moment: into a temporary file in the same directory, fsynced, renamed over ``path``
+    (``os.replace``), the directory fsynced. Afterwards the old file or the new one is there,
+    never a torn one; on any failure (e.g. ``ENOSPC``) the temporary file is removed and the
+    error propagates. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    tmp = _temp_name(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+        with open(tmp, "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:  # e.g. ENOSPC inside np.savez
+            err.filename = str(path)
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """:func:`atomic_write` of a text file (e.g. results.json)."""
+    return atomic_write(path, lambda f: f.write(text), binary=False)
+
+
+def atomic_savez(path, arrays: Mapping[str, np.ndarray]) -> Path:
+    """``np.savez(path, **arrays)`` through :func:`atomic_write` (kill- and disk-full-safe)."""
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def replace_dir(new, target) -> Path:
+    """Put the complete directory ``new`` at ``target`` (same file system), replacing what is there.
+
+    Two renames: ``target`` → a temporary name, then ``new`` → ``target``; the old copy is
+    removed last. A kill between them leaves no ``target`` (readers see none and rebuild it),
+    never a half-written one."""
+    new, target = Path(new), Path(target)
+    old = None
+    if target.exists():
+        old = _temp_name(target)
+        os.replace(target, old)
+    os.replace(new, target)
+    _fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def _describe(path: Path) -> str:
@@ -196,12 +314,34 @@ def check_fingerprint(path, stored: Mapping, expected: Mapping) -> None:
         where = _describe(Path(path))
         was = ", ".join(f"{k}={a!r}" for k, a, _ in diffs)
         now = ", ".join(f"{k}={b!r}" for k, _, b in diffs)
-        raise StateMismatchError(
+        err = StateMismatchError(
             f"{where} was written for {was}, this run has {now}: delete it or use a new run directory"
         )
+        err.differences = f"written for {was}, this run has {now}"
+        raise err
 
 
-def load_state(path, *, like=None, fingerprint: Mapping | None = None) -> tuple[Any, dict]:
+def _read_header(data, path: Path) -> dict:
+    try:
+        header = json.loads(str(data[META][()]))
+    except KeyError:
+        raise DamagedFileError(path, "is not a trivflow state file (no header)", STATE_REMEDY) from None
+    if not isinstance(header, dict) or not {"version", "names", "keys", "meta"} <= set(header):
+        raise DamagedFileError(path, "has a damaged header", STATE_REMEDY)
+    if header.get("version") != FORMAT_VERSION:
+        raise StateMismatchError(f"{_describe(path)} has state format {header.get('version')}, "
+                                 f"this trivflow writes {FORMAT_VERSION}: delete it or use a new run directory")
+    return header
+
+
+def _damaged(path: Path, err: BaseException, remedy: str) -> DamagedFileError:
+    what = "is empty" if path.is_file() and path.stat().st_size == 0 else \
+        f"cannot be read ({type(err).__name__}: {err}; truncated or not a trivflow state)"
+    return DamagedFileError(path, what, remedy)
+
+
+def load_state(path, *, like=None, fingerprint: Mapping | None = None,
+               remedy: str = STATE_REMEDY) -> tuple[Any, dict]:
     """Read a state written by :func:`save_state`.
 
     Args:
@@ -209,28 +349,32 @@ def load_state(path, *, like=None, fingerprint: Mapping | None = None) -> tuple[
         like: optional pytree with the structure of the saved ``tree`` (leaf shapes may differ):
             the arrays are returned in that structure. Without it, a flat dict ``name -> array``.
         fingerprint: when given, it must equal the stored one (else :class:`StateMismatchError`).
+        remedy: what the :class:`DamagedFileError` message tells the user to do.
 
     Returns:
         ``(tree, meta)``; arrays are NumPy arrays, PRNG keys typed JAX key arrays.
 
     Raises:
         FileNotFoundError: no file. StateMismatchError: fingerprint or structure differs.
+        DamagedFileError: the file cannot be read (truncated, empty, not a state file).
     """
     path = Path(path)
-    with np.load(path, allow_pickle=False) as data:
-        header = json.loads(str(data[META][()]))
-        if header.get("version") != FORMAT_VERSION:
-            raise StateMismatchError(f"{_describe(path)} has state format {header.get('version')}, "
-                                     f"this trivflow writes {FORMAT_VERSION}: delete it or use a new run directory")
-        if fingerprint is not None:
-            check_fingerprint(path, header["fingerprint"], fingerprint)
-        names = header["names"]
-        out = {}
-        for name in names:
-            a = data[name]
-            if name in header["keys"]:
-                a = jax.random.wrap_key_data(a, impl=header["keys"][name])
-            out[name] = a
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = _read_header(data, path)
+            if fingerprint is not None:
+                check_fingerprint(path, header["fingerprint"], fingerprint)
+            names = header["names"]
+            out = {}
+            for name in names:
+                a = data[name]
+                if name in header["keys"]:
+                    a = jax.random.wrap_key_data(a, impl=header["keys"][name])
+                out[name] = a
+    except (FileNotFoundError, StateMismatchError, DamagedFileError):
+        raise
+    except READ_ERRORS as err:
+        raise _damaged(path, err, remedy) from None
     meta = header["meta"]
     if like is None:
         return out, meta
@@ -241,7 +385,13 @@ def load_state(path, *, like=None, fingerprint: Mapping | None = None) -> tuple[
     return jax.tree_util.tree_unflatten(treedef, [out[n] for n in names]), meta
 
 
-def read_meta(path) -> dict:
-    """The ``meta`` dict of a state file (no arrays are read)."""
-    with np.load(Path(path), allow_pickle=False) as data:
-        return json.loads(str(data[META][()]))["meta"]
+def read_meta(path, *, remedy: str = STATE_REMEDY) -> dict:
+    """The ``meta`` dict of a state file (no arrays are read); damage as in :func:`load_state`."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return _read_header(data, path)["meta"]
+    except (FileNotFoundError, StateMismatchError, DamagedFileError):
+        raise
+    except READ_ERRORS as err:
+        raise _damaged(path, err, remedy) from None

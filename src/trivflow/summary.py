@@ -2,10 +2,17 @@
 
 Every error is a Γ-method error (physics.md §8) over all chains as replicas; derived
 quantities (ξ, the connected susceptibility) use Wolff's linearised error propagation.
+
+Mixing: the Γ-method treats the chains as replicas of one Markov process, which holds only if
+they sample the same distribution. The rank-normalised split R-hat of ArviZ (Vehtari et al.
+2021) of M, |M| and M² is recorded in ``mixing``; R-hat(M) > :data:`RHAT_MAX` (chains that do
+not mix, e.g. the broken phase where no chain changes the sign of M) puts a warning in
+``warnings`` and ``mixing.reliable = false``: the errors of M, χ_conn and ξ are not reliable.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -47,6 +54,48 @@ def correlation_length(correlator: np.ndarray, magnetization: np.ndarray, L: int
         return derived(lambda m: xi_from_means(np.asarray(m), plateau), data, s_tau=s_tau)
     except ValueError:  # f non-finite within a finite-difference step: ξ at the edge of definition
         return None
+
+
+#: R-hat above this marks chains that do not mix (the common 1.1 rule; 1.01 is too strict for
+#: the short runs of a parameter scan).
+RHAT_MAX = 1.1
+
+
+def split_rhat(series) -> float:
+    """ArviZ's rank-normalised split R-hat of a ``(chains, n)`` series; a single chain is split
+    into two halves first (ArviZ needs two). NaN for fewer than 8 points per half-chain."""
+    import arviz as az
+
+    x = np.asarray(series, dtype=float)
+    if x.shape[0] == 1:
+        n = x.shape[1] // 2
+        x = x[0, : 2 * n].reshape(2, n)
+    if x.shape[1] < 8:
+        return float("nan")
+    if np.all(x == x.flat[0]):  # frozen at one value: no variance to compare
+        return float("inf") if x.shape[0] > 1 else float("nan")
+    previous = logging.getLogger("arviz").level
+    logging.getLogger("arviz").setLevel(logging.ERROR)
+    try:
+        return float(az.rhat(x))
+    finally:
+        logging.getLogger("arviz").setLevel(previous)
+
+
+def mixing(observables: dict) -> dict:
+    """``{"rhat": {M, absM, M2}, "reliable": bool}`` (module docstring)."""
+    rhat = {k: split_rhat(observables[k]) for k in ("M", "absM", "M2")}
+    reliable = not rhat["M"] > RHAT_MAX
+    return {"rhat": {k: _num(v) for k, v in rhat.items()}, "reliable": reliable}
+
+
+def mixing_warning(observables: dict, rhat_m: float) -> str:
+    """The warning for chains that do not mix, with the spread of the per-chain means of M."""
+    means = np.mean(np.asarray(observables["M"]), axis=1)
+    spread = (f"; per-chain means of M from {means.min():.3g} to {means.max():.3g}"
+              if means.size > 1 else "")
+    return (f"chains do not mix: R-hat(M) = {rhat_m:.3g} > {RHAT_MAX}{spread}; the errors of M, chi_connected "
+            "and xi are NOT reliable (a broken phase, a frozen chain, or a run far shorter than tau_int)")
 
 
 def _pair(result) -> list[float | None]:
@@ -94,7 +143,9 @@ def summarize_phi4_run(result: ChainResult, theory: Phi4Theory, *, sampler: str,
     Observables, each ``[mean, err]``: M2, absM, chi = V⟨M²⟩, chi_connected = V(⟨M²⟩ − ⟨M⟩²),
     G0, xi. τ_int in units of trajectories (measurements × meas_every), each
     ``[tau, err, window]``, for M, absM, M2. For the free theory (λ = 0) an ``exact`` block
-    (:func:`free_theory_exact`) stands beside the measured observables.
+    (:func:`free_theory_exact`) stands beside the measured observables. ``mixing``: R-hat of
+    M, absM, M2 and whether the chains mix (:func:`mixing`); ``warnings``: divergences, too
+    short runs, chains that do not mix.
     """
     obs = result.observables
     _check_finite(obs, sampler, int(np.sum(result.divergent)))
@@ -121,10 +172,14 @@ def summarize_phi4_run(result: ChainResult, theory: Phi4Theory, *, sampler: str,
         "autocorrelation time, tau_int and every error are unreliable"
         for name, r in (("M", m), ("absM", abs_m), ("M2", m2)) if r.window >= r.w_max
     ]
+    mix = mixing(obs)
+    if not mix["reliable"]:
+        warnings.append(mixing_warning(obs, split_rhat(obs["M"])))
     exact = free_theory_exact(theory)
     return {
         "sampler": sampler,
         "warnings": warnings,
+        "mixing": mix,
         **({"exact": exact} if exact is not None else {}),
         "num_chains": result.num_chains,
         "num_traj": result.num_traj,

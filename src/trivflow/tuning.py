@@ -53,6 +53,7 @@ from typing import Callable
 import numpy as np
 
 from .lattice.presets import LINE_OF_CONSTANT_PHYSICS
+from .state import atomic_write_text
 
 log = logging.getLogger("trivflow")
 
@@ -565,7 +566,7 @@ def run_tune_beta(cfg, out_dir) -> dict:
     from .experiment import configure_jax, versions
 
     theory = validate(cfg)  # includes validate_tune: every check before compute
-    configure_jax(cfg.precision, cfg.platform)
+    device = configure_jax(cfg.precision, cfg.platform)
     import jax
 
     from .lattice.observables import default_plateau
@@ -609,6 +610,7 @@ def run_tune_beta(cfg, out_dir) -> dict:
         "experiment": cfg.experiment,
         "task": "tune_beta",
         "lattice": {**theory.to_dict(), "beta": result.beta},
+        "device": device,
         "seed": cfg.seed,
         "precision": cfg.precision,
         "versions": versions(),
@@ -618,7 +620,7 @@ def run_tune_beta(cfg, out_dir) -> dict:
         "runs": runs,
         "wall_seconds": time.time() - started,
     }
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2))
     try:
         if cfg.get("plots", True):
             plot_tuning(result, out_dir / "plots" / "tune_beta.png",

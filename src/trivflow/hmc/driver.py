@@ -19,7 +19,15 @@ state, keys, trajectory counter and phase every ``save_every`` chunks, and conti
 file at its trajectory; chunk boundaries stay those of an uninterrupted run, so the result is
 the same bit for bit. The measured series go to append-only part files beside it
 (``<state>.series/part00000.npz`` …, each holding the chunks since the previous save; the state
-names how many parts are valid), so a run of N chunks writes O(N) bytes, not O(N²).
+names how many parts are valid), so a run of N chunks writes O(N) bytes, not O(N²). Each part
+carries the run's fingerprint, its label (the state file's stem), its index and the range of
+measured trajectories it holds, so a part that is missing, damaged, swapped with another or
+copied from another sampler's series is refused (:class:`trivflow.state.DamagedFileError`).
+
+Frozen chains: with ``min_acceptance`` the driver stops with :class:`FrozenChainsError` as soon
+as a phase's acceptance over at least :data:`MIN_JUDGED` trajectories per chain (or the whole
+phase, if shorter) is below it — e.g. every trajectory divergent — instead of returning the
+starting configuration with error bars.
 
 Sharding: with several devices the chain axis is split over a 1-D mesh ``("chains",)``; the
 vmapped step needs no communication between chains, and each device runs the same
@@ -44,10 +52,41 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from ..state import load_state, read_meta, save_state
+from ..state import DamagedFileError, StateMismatchError, load_state, save_state
 from .kernel import HMCKernel, HMCState
 
 log = logging.getLogger(__name__)
+
+#: Trajectories per chain after which a phase's acceptance is judged (``min_acceptance``).
+MIN_JUDGED = 100
+
+
+class FrozenChainsError(ValueError):
+    """The chains (almost) never accept a trajectory: the run cannot sample the target.
+
+    Attributes: ``acceptance`` (fraction accepted so far in the phase), ``num_traj``
+    (trajectories per chain judged), ``num_divergent`` (in all chains), ``phase``."""
+
+    def __init__(self, desc: str, phase: str, acceptance: float, num_traj: int, num_chains: int,
+                 num_divergent: int, step_size: float | None):
+        self.acceptance, self.num_traj, self.num_divergent, self.phase = acceptance, num_traj, num_divergent, phase
+        self.step_size = step_size
+        at = "" if step_size is None else f" at step size {step_size:g}"
+        super().__init__(
+            f"{desc}: acceptance {acceptance:.3g} in the first {num_traj} {phase} steps of each of "
+            f"{num_chains} chains ({num_divergent} of {num_traj * num_chains} divergent){at}: the chains do "
+            "not move, so no estimate of this run could be trusted")
+
+
+def check_acceptance(accepted: int, total: int, divergent: int, *, num_chains: int, phase_length: int,
+                     min_acceptance: float | None, desc: str, phase: str, step_size: float | None) -> None:
+    """Raise :class:`FrozenChainsError` when ``accepted/total`` < ``min_acceptance`` once
+    ``total/num_chains`` ≥ min(:data:`MIN_JUDGED`, ``phase_length``) trajectories per chain."""
+    if not min_acceptance or total == 0:
+        return
+    per_chain = total // num_chains
+    if per_chain >= min(MIN_JUDGED, phase_length) and accepted / total < min_acceptance:
+        raise FrozenChainsError(desc, phase, accepted / total, per_chain, num_chains, divergent, step_size)
 
 
 @dataclass
@@ -221,8 +260,8 @@ def _run_phase(kernel, measure_fn, states, chain_keys, params, step_size, start,
                meas_every, chunk_meas, bar, compile_times, series: _Series | None = None,
                scalar_sharding=None, on_chunk: Callable | None = None):
     """Run ``n_traj`` trajectories from trajectory index ``start`` in chunks of at most
-    ``chunk_meas`` measurements; collected series go to ``series``. ``on_chunk(states, t)`` is
-    called after every chunk with the next trajectory index t."""
+    ``chunk_meas`` measurements; collected series go to ``series``. ``on_chunk(states, t, infos)``
+    is called after every chunk with the next trajectory index t and the chunk's HMCInfo."""
     done = 0
     while done < n_traj:
         n_meas = min(chunk_meas, (n_traj - done) // meas_every)
@@ -246,7 +285,7 @@ def _run_phase(kernel, measure_fn, states, chain_keys, params, step_size, start,
             else:
                 _postfix(bar, infos.accepted, None, meas_every)
         if on_chunk is not None:
-            on_chunk(states, start + done)
+            on_chunk(states, start + done, infos)
     return states
 
 
@@ -304,6 +343,7 @@ def run_chains(
     save_every: int = 1,
     fingerprint: dict | None = None,
     devices=None,
+    min_acceptance: float | None = None,
 ) -> ChainResult:
     """Run ``num_chains`` independent HMC chains, vmapped, for ``num_therm + num_traj`` trajectories.
 
@@ -339,6 +379,10 @@ def run_chains(
             than one, positions, states, keys and series are split along chains with a
             ``NamedSharding`` over a 1-D mesh and params are replicated. ``num_chains`` must
             be a multiple of their number. The numbers equal a one-device run's.
+        min_acceptance: stop with :class:`FrozenChainsError` when the acceptance of the
+            thermalization or the measurement phase, judged after min(:data:`MIN_JUDGED`,
+            phase length) trajectories per chain and after every chunk from then on, is below
+            it (None: never). The state saved so far stays on disk.
 
     Returns:
         :class:`ChainResult` with NumPy series of shape ``(num_chains, num_meas, ...)``;
@@ -379,9 +423,11 @@ def run_chains(
         t, phase, n_parts = int(meta["t"]), meta["phase"], int(meta.get("series_parts", 0))
         timing.update({k: float(meta[k]) for k in timing})
         part_like = _series_structure(kernel, measure_fn, states, chain_keys, params, step_size)
-        for i in range(n_parts):  # parts beyond n_parts were written after the last state: ignored
-            part, _ = load_state(parts_dir / f"part{i:05d}.npz", like=part_like)
-            series.add(part["infos"], part["observables"] or None, pending=False)
+        measured = _load_parts(state_path, parts_dir, n_parts, part_like, fp, series)
+        if measured != max(0, t - num_therm):
+            raise DamagedFileError(state_path, f"is at trajectory {t} but its {n_parts} series parts hold "
+                                   f"{measured} measured trajectories (expected {max(0, t - num_therm)})",
+                                   _parts_remedy(state_path, parts_dir))
         log.info("%s: resuming from %s at trajectory %d of %d", desc, state_path, t, total)
     elif parts_dir is not None and parts_dir.exists():
         shutil.rmtree(parts_dir)  # parts of an earlier run whose state is gone
@@ -400,6 +446,7 @@ def run_chains(
         clock.update(key=key, t0=time.perf_counter(), c0=len(compile_times), s0=timing["checkpoint_seconds"])
 
     n_chunks = 0
+    saved = {"measured": max(0, t - num_therm)}  # measured trajectories held by the part files
 
     def checkpoint(states, t_next, phase, force=False):
         nonlocal n_chunks, n_parts
@@ -410,8 +457,12 @@ def run_chains(
         tree = {"states": states, "chain_keys": chain_keys}
         new = series.take_pending()
         if new is not None:  # first the part, then the state that makes it valid
-            save_state(parts_dir / f"part{n_parts:05d}.npz", {"infos": new[0], "observables": new[1]})
+            count = int(new[0].accepted.shape[1])
+            part_meta = {"label": state_path.stem, "index": n_parts, "first": saved["measured"], "count": count}
+            save_state(parts_dir / f"part{n_parts:05d}.npz", {"infos": new[0], "observables": new[1]},
+                       fingerprint=fp, meta=part_meta)
             n_parts += 1
+            saved["measured"] += count
         now = dict(timing)
         if clock:
             now[clock["key"]] += elapsed()
@@ -421,12 +472,26 @@ def run_chains(
         save_state(state_path, tree, fingerprint=fp, meta=meta)
         timing["checkpoint_seconds"] += time.perf_counter() - t0
 
+    judged = {"accepted": 0, "total": 0, "divergent": 0}  # the running phase's acceptance so far
+
+    def judge(infos, phase, length):
+        judged["accepted"] += int(np.sum(infos.accepted))
+        judged["total"] += int(np.size(infos.accepted))
+        judged["divergent"] += int(np.sum(infos.divergent))
+        check_acceptance(judged["accepted"], judged["total"], judged["divergent"], num_chains=num_chains,
+                         phase_length=length, min_acceptance=min_acceptance, desc=desc, phase=phase,
+                         step_size=float(step_size))
+
     if t < num_therm:
         bar = tqdm(total=num_therm, initial=t, desc=f"{desc} therm", disable=not progress, leave=False)
         start_clock("therm_seconds")
+
+        def after_therm_chunk(st, tn, infos):
+            checkpoint(st, tn, "therm", force=tn == num_therm)
+            judge(infos, "thermalization", num_therm)
+
         states = _run_phase(kernel, None, states, chain_keys, params, step_size, t, num_therm - t, 1,
-                            max(1, chunk_size), bar, compile_times, None, replicated,
-                            lambda st, tn: checkpoint(st, tn, "therm", force=tn == num_therm))
+                            max(1, chunk_size), bar, compile_times, None, replicated, after_therm_chunk)
         bar.close()
         timing["therm_seconds"] += elapsed()
         clock.clear()
@@ -434,9 +499,19 @@ def run_chains(
     if t < total:
         bar = tqdm(total=num_traj, initial=t - num_therm, desc=desc, disable=not progress)
         start_clock("seconds")
+        judged.update(accepted=0, total=0, divergent=0)
+        if series.infos:  # resumed mid-measurement: judge the whole phase
+            judged.update(accepted=int(sum(np.sum(i.accepted) for i in series.infos)),
+                          total=int(sum(np.size(i.accepted) for i in series.infos)),
+                          divergent=int(sum(np.sum(i.divergent) for i in series.infos)))
+
+        def after_measure_chunk(st, tn, infos):
+            if tn < total:
+                checkpoint(st, tn, "measure")
+            judge(infos, "measurement", num_traj)
+
         states = _run_phase(kernel, measure_fn, states, chain_keys, params, step_size, t, total - t,
-                            meas_every, chunk_meas, bar, compile_times, series, replicated,
-                            lambda st, tn: tn < total and checkpoint(st, tn, "measure"))
+                            meas_every, chunk_meas, bar, compile_times, series, replicated, after_measure_chunk)
         bar.close()
         timing["seconds"] += elapsed()
         clock.clear()
@@ -461,6 +536,37 @@ def run_chains(
         compile_seconds=timing["compile_seconds"],
         extra={"resumed_at": resumed_at, "checkpoint_seconds": timing["checkpoint_seconds"]},
     )
+
+
+def _parts_remedy(state_path: Path, parts_dir: Path) -> str:
+    return f"delete {state_path} and {parts_dir}/ to rerun this sampler from the start"
+
+
+def _load_parts(state_path: Path, parts_dir: Path, n_parts: int, part_like, fp, series: _Series) -> int:
+    """Read the ``n_parts`` series parts a state counts into ``series``; each must be this run's
+    (fingerprint), of this label, at its index, and continue the previous one. Returns the
+    number of measured trajectories they hold. Parts beyond ``n_parts`` (written after the last
+    state) are ignored and later overwritten."""
+    remedy = _parts_remedy(state_path, parts_dir)
+    measured = 0
+    for i in range(n_parts):
+        path = parts_dir / f"part{i:05d}.npz"
+        try:
+            part, meta = load_state(path, like=part_like, fingerprint=fp, remedy=remedy)
+        except FileNotFoundError:
+            raise DamagedFileError(path, f"is missing ({state_path.name} counts {n_parts} series parts)",
+                                   remedy) from None
+        except StateMismatchError as err:
+            why = getattr(err, "differences", None) or str(err)
+            raise DamagedFileError(path, f"belongs to another run or sampler ({why})", remedy) from None
+        where = (meta.get("label"), meta.get("index"), meta.get("first"))
+        if where != (state_path.stem, i, measured):
+            raise DamagedFileError(
+                path, f"holds part {where[1]} of the {where[0]!r} series from measured trajectory {where[2]}, "
+                f"expected part {i} of {state_path.stem!r} from trajectory {measured} (moved or swapped)", remedy)
+        series.add(part["infos"], part["observables"] or None, pending=False)
+        measured += int(meta["count"])
+    return measured
 
 
 def _series_structure(kernel, measure_fn, states, chain_keys, params, step_size) -> dict:

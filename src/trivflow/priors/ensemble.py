@@ -30,6 +30,9 @@ from ..lattice.theory import Phi4Theory
 
 log = logging.getLogger("trivflow")
 
+#: What to do with a damaged ensemble file.
+REMEDY = ("delete it (a run with prior.ensemble=null generates a new one into <run>/priors/) or point "
+          "prior.ensemble at a good copy")
 #: fold_in constant that separates the ensemble's random stream from the samplers' ``key(seed)``
 ENSEMBLE_STREAM = 0x5EED
 _THEORY_KEYS = ("L", "d", "beta", "lam")
@@ -170,10 +173,21 @@ def read_meta(path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"prior.ensemble={str(path)!r}: no such ensemble file (.npz written by a "
                                 f"run into <run>/priors/, or set prior.ensemble=null to generate one)")
-    with np.load(path, allow_pickle=False) as data:
-        if "meta" not in data or "configs" not in data:
-            raise ValueError(f"prior.ensemble={str(path)!r} is not an ensemble file (needs 'configs' and 'meta')")
-        return json.loads(str(data["meta"]))
+    from ..state import READ_ERRORS, DamagedFileError
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "meta" not in data or "configs" not in data:
+                raise ValueError(f"prior.ensemble={str(path)!r} is not an ensemble file (needs 'configs' and 'meta')")
+            meta = json.loads(str(data["meta"]))
+    except READ_ERRORS as err:
+        if isinstance(err, FileNotFoundError) or "is not an ensemble file" in str(err):
+            raise
+        raise DamagedFileError(path, f"cannot be read ({type(err).__name__}: {err}; truncated or not an ensemble)",
+                               REMEDY) from None
+    if not isinstance(meta, dict):
+        raise DamagedFileError(path, "has damaged metadata", REMEDY)
+    return meta
 
 
 def check_theory(meta: dict, theory: Phi4Theory, path) -> None:
@@ -193,8 +207,17 @@ def load_ensemble(path, theory: Phi4Theory | None = None) -> Ensemble:
     meta = read_meta(path)
     if theory is not None:
         check_theory(meta, theory, path)
-    with np.load(path, allow_pickle=False) as data:
-        configs = np.asarray(data["configs"])
+    from ..state import READ_ERRORS, DamagedFileError
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            configs = np.asarray(data["configs"])
+    except READ_ERRORS as err:
+        raise DamagedFileError(path, f"cannot be read ({type(err).__name__}: {err}; truncated)", REMEDY) from None
+    bad = ~np.isfinite(configs).reshape(len(configs), -1).all(axis=1) if configs.size else np.zeros(0, bool)
+    if bad.any():
+        raise DamagedFileError(path, f"holds {int(bad.sum())} configurations with NaN or inf values (e.g. member "
+                               f"{int(np.flatnonzero(bad)[0])}); a flow trained on it would be meaningless", REMEDY)
     expected = (int(meta["L"]),) * int(meta["d"])
     if configs.ndim != 1 + len(expected) or configs.shape[1:] != expected:
         raise ValueError(f"prior.ensemble={str(path)!r}: configs of shape {configs.shape} do not match its "

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..lattice.presets import LINE_OF_CONSTANT_PHYSICS
 from ..lattice.theory import Phi4Theory
-from .ensemble import EnsembleSettings, check_theory, ensemble_name, obtain_ensemble, read_meta
+from .ensemble import EnsembleSettings, ensemble_name, load_ensemble, obtain_ensemble
 
 log = logging.getLogger("trivflow")
 
@@ -143,8 +143,8 @@ def check_prior_config(prior_cfg, *, L_train: int, beta_train: float, d: int, la
                    "prior.ensemble")]
     for path, theory, key in levels:
         if path is not None:
-            try:
-                check_theory(read_meta(path), theory, path)
+            try:  # the whole file: a truncated or NaN-holding ensemble is refused before any compute
+                load_ensemble(path, theory)
             except FileNotFoundError as err:
                 raise ValueError(str(err).replace("prior.ensemble", key)) from None
             except ValueError as err:

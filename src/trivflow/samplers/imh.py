@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..hmc.driver import ChainResult, _check_positive_int, _hash_tree, _postfix
+from ..hmc.driver import ChainResult, _check_positive_int, _hash_tree, _postfix, check_acceptance
 from ..state import load_state, save_state
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ def run_imh(
     state_path: str | Path | None = None,
     save_every: int = 1,
     fingerprint: dict | None = None,
+    min_acceptance: float | None = None,
 ) -> ChainResult:
     """Run ``num_chains`` independence-MH chains for ``num_steps`` steps each.
 
@@ -102,6 +103,9 @@ def run_imh(
         state_path, save_every, fingerprint: resumable state, as in
             :func:`trivflow.hmc.run_chains` (saved every ``save_every`` chunks and at the end:
             current log-weights and observables, chain keys, chunk index, series so far).
+        min_acceptance: stop with :class:`trivflow.hmc.driver.FrozenChainsError` when the
+            acceptance over the steps so far (judged as in :func:`trivflow.hmc.run_chains`) is
+            below it (None: never).
 
     Runs on one device: with the chain axis sharded (as :func:`trivflow.hmc.run_chains` does),
     XLA:CPU (jax 0.7) fails on the FFT of the in-scan correlator with a layout RET_CHECK.
@@ -178,6 +182,10 @@ def run_imh(
             _postfix(bar, a, o, 1)
         if done == num_steps or n_chunks % save_every == 0:
             save(done == num_steps, time.perf_counter() - t0 - save_seconds)
+        if min_acceptance:
+            n_acc = int(sum(np.sum(a) for a in acc_all))
+            check_acceptance(n_acc, done * num_chains, 0, num_chains=num_chains, phase_length=num_steps,
+                             min_acceptance=min_acceptance, desc=desc, phase="measurement", step_size=None)
     if done > resumed_at:
         seconds += time.perf_counter() - t0 - save_seconds
     bar.close()

@@ -1,7 +1,15 @@
 """Training flows by reverse KL (physics.md §6): objective, metrics, loop, checkpoints."""
 
 from .checkpoint import load_flow, save_flow
-from .loop import NonFiniteLossError, TrainState, make_optimizer, make_train_step, train_flow
+from .loop import (
+    NonFiniteLossError,
+    TrainingDivergedError,
+    TrainState,
+    check_training,
+    make_optimizer,
+    make_train_step,
+    train_flow,
+)
 from .objectives import (
     effective_sample_size,
     evaluate_flow,
@@ -14,6 +22,8 @@ from .objectives import (
 __all__ = [
     "NonFiniteLossError",
     "TrainState",
+    "TrainingDivergedError",
+    "check_training",
     "effective_sample_size",
     "evaluate_flow",
     "flow_metrics",

@@ -8,6 +8,11 @@ Layout of a checkpoint directory ``path``::
 
 Loading rebuilds the flow from the JSON and fills its parameters, checking names and shapes,
 so a checkpoint restores on any even L (the parameters do not depend on L).
+
+Writing is atomic: the checkpoint is built in a temporary directory beside ``path`` and renamed
+into place (:func:`trivflow.state.replace_dir`), so a kill at any moment leaves the old
+checkpoint, the new one or none — never a ``flow_config.json`` without ``params/``. A checkpoint
+that cannot be read raises :class:`trivflow.state.DamagedFileError` naming the file.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ from flax import nnx
 
 from ..flows.api import FlowConfig, split_flow
 from ..flows.checkerboard import check_lattice_shape
+from ..state import DamagedFileError, replace_dir, temporary_dir
+
+#: What to do with a damaged flow checkpoint.
+REMEDY = ("retrain the flow (rerun without flow.checkpoint; a resumed run rebuilds flow/ from state/train.npz) "
+          "or restore the checkpoint from a copy")
 
 CONFIG_FILE = "flow_config.json"
 PARAMS_DIR = "params"
@@ -82,16 +92,50 @@ def save_flow(path, params, flow_config: Mapping[str, Any] | FlowConfig, *, over
     _, template = split_flow(cfg.build())
     _check_match(_flatten(template)[0], flat, "params to save")
     path = Path(path).absolute()
-    if path.exists():
-        if not overwrite:
-            raise FileExistsError(f"checkpoint directory {str(path)!r} exists (pass overwrite=True)")
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    (path / CONFIG_FILE).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
-    ckptr = ocp.StandardCheckpointer()
-    ckptr.save(path / PARAMS_DIR, {k: np.asarray(v) for k, v in flat.items()})
-    ckptr.wait_until_finished()
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"checkpoint directory {str(path)!r} exists (pass overwrite=True)")
+    tmp = temporary_dir(path)
+    try:
+        (tmp / CONFIG_FILE).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+        ckptr = ocp.StandardCheckpointer()
+        ckptr.save(tmp / PARAMS_DIR, {k: np.asarray(v) for k, v in flat.items()})
+        ckptr.wait_until_finished()
+        replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return path
+
+
+def is_complete(path) -> bool:
+    """Whether ``path`` holds a whole checkpoint (``flow_config.json`` and ``params/``), as
+    :func:`save_flow` leaves it."""
+    path = Path(path)
+    return (path / CONFIG_FILE).is_file() and (path / PARAMS_DIR).is_dir()
+
+
+def read_flow_config(path) -> dict[str, Any]:
+    """The stored ``flow_config.json`` of the checkpoint ``path``, checked to build a flow.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a complete checkpoint (the message says what it holds).
+        DamagedFileError: the JSON is not a valid flow config.
+    """
+    path = Path(path).absolute()
+    config_file = path / CONFIG_FILE
+    if not is_complete(path):
+        found = sorted(p.name for p in path.iterdir()) if path.is_dir() else None
+        where = "it does not exist" if found is None else f"it holds {found or 'nothing'}"
+        raise FileNotFoundError(f"no flow checkpoint at {str(path)!r} (expected {CONFIG_FILE} and {PARAMS_DIR}/; "
+                                f"{where})")
+    try:
+        stored = json.loads(config_file.read_text())
+        if not isinstance(stored, dict):
+            raise ValueError(f"a JSON {type(stored).__name__}, not an object")
+        FlowConfig.from_dict(stored, ignore=METADATA_KEYS)
+    except (ValueError, TypeError, UnicodeDecodeError) as err:
+        raise DamagedFileError(config_file, f"is not a valid flow config ({err})", REMEDY) from None
+    return stored
 
 
 def _check_match(expected: Mapping[str, Any], found: Mapping[str, Any], what: str) -> None:
@@ -137,10 +181,7 @@ def load_flow(
     import orbax.checkpoint as ocp
 
     path = Path(path).absolute()
-    config_file = path / CONFIG_FILE
-    if not config_file.is_file() or not (path / PARAMS_DIR).is_dir():
-        raise FileNotFoundError(f"no flow checkpoint at {str(path)!r} (expected {CONFIG_FILE} and {PARAMS_DIR}/)")
-    stored = json.loads(config_file.read_text())
+    stored = read_flow_config(path)
     cfg = FlowConfig.from_dict(stored, ignore=METADATA_KEYS)
 
     for key, value in (expect or {}).items():
@@ -165,7 +206,12 @@ def load_flow(
 
     graphdef, template = split_flow(cfg.build(dtype=dtype))
     expected, treedef = _flatten(template)
-    restored = ocp.StandardCheckpointer().restore(path / PARAMS_DIR)
+    try:
+        restored = ocp.StandardCheckpointer().restore(path / PARAMS_DIR)
+    except Exception as err:  # orbax/tensorstore raise many types for a damaged directory
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DamagedFileError(path / PARAMS_DIR, f"cannot be restored ({type(err).__name__}: {msg[:200]})",
+                               REMEDY) from None
     _check_match(expected, restored, f"parameters in {str(path)!r}")
     leaves = [np.asarray(restored[name]).astype(np.asarray(ref).dtype) for name, ref in expected.items()]
     pure = jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(x) for x in leaves])

@@ -29,13 +29,44 @@ log = logging.getLogger(__name__)
 class NonFiniteLossError(FloatingPointError):
     """Training produced a non-finite loss; ``step`` (1-based) and ``value`` say where."""
 
-    def __init__(self, step: int, value: float):
+    def __init__(self, step: int, value: float, lr: float | None = None):
         self.step = step
         self.value = value
+        rate = "" if lr is None else f"train.lr={lr:g} may be too large; "
         super().__init__(
-            f"non-finite training loss {value!r} at step {step}: stopping (check the action, the "
+            f"non-finite training loss {value!r} at step {step}: stopping ({rate}check the action, the "
             f"learning rate and the prior; the parameters after this step are not usable)"
         )
+
+
+class TrainingDivergedError(ValueError):
+    """A finished training left the flow worse than it started, or useless (see :func:`check_training`)."""
+
+
+def check_training(before: dict, after: dict, *, lr: float, steps: int, z: float = 3.0) -> None:
+    """Refuse a diverged training: raise :class:`TrainingDivergedError` naming ``train.lr`` and
+    ``train.steps`` when the flow after training (``after``, from
+    :func:`~trivflow.training.evaluate_flow` on a fresh batch) is
+
+    * non-finite: its loss is NaN/inf;
+    * worse than untrained (``before``): loss_after − loss_before > z·√(δ_before² + δ_after²),
+      δ the standard errors of the two batch means (reverse KL can only fall in expectation,
+      so a significant rise means the optimiser diverged);
+    * useless after a rising loss: ESS < 10⁻³ and no independence-MH proposal accepted.
+    """
+    la, lb = after["loss"], before["loss"]
+    state = (f"loss {lb:.4g} -> {la:.4g}, ESS {before['ess']:.3g} -> {after['ess']:.3g}, "
+             f"MH acceptance {before['mh_acceptance']:.3g} -> {after['mh_acceptance']:.3g}")
+    advice = f"lower train.lr={lr:g} (or change train.steps={steps})"
+    if not math.isfinite(la):
+        raise TrainingDivergedError(f"training diverged ({state}): the trained flow gives non-finite weights; "
+                                    f"{advice}")
+    err = math.hypot(before.get("loss_err", 0.0), after.get("loss_err", 0.0))
+    if la - lb > z * err:
+        raise TrainingDivergedError(f"training diverged: the flow ended worse than it started ({state}, "
+                                    f"a rise of {(la - lb) / err:.3g} standard errors); {advice}")
+    if la > lb and after["ess"] < 1e-3 and after["mh_acceptance"] == 0:
+        raise TrainingDivergedError(f"training failed: the loss rose and the flow is useless ({state}); {advice}")
 
 
 @functools.lru_cache(maxsize=64)
@@ -270,7 +301,7 @@ def train_flow(
             losses = np.asarray(history["loss"][done:])
             bad = np.flatnonzero(~np.isfinite(losses))
             if bad.size:
-                raise NonFiniteLossError(done + int(bad[0]) + 1, float(losses[bad[0]]))
+                raise NonFiniteLossError(done + int(bad[0]) + 1, float(losses[bad[0]]), lr)
             bar.update(i + 1 - done)
             done = i + 1
             last = {k: history[k][-1] for k in names}

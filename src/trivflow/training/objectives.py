@@ -83,6 +83,12 @@ def flow_metrics(key: jax.Array, w: jnp.ndarray) -> dict[str, jnp.ndarray]:
     return {"loss": jnp.mean(w), "ess": effective_sample_size(w), "mh_acceptance": mh_acceptance(key, w)}
 
 
+def _evaluation_metrics(key: jax.Array, w: jnp.ndarray) -> dict[str, jnp.ndarray]:
+    """:func:`flow_metrics` plus ``loss_err`` = std(w)/√B, the standard error of the loss (the
+    batch is i.i.d. from the prior)."""
+    return {**flow_metrics(key, w), "loss_err": jnp.std(w, ddof=1) / jnp.sqrt(w.shape[0])}
+
+
 def evaluate_flow(
     key: jax.Array,
     graphdef: nnx.GraphDef,
@@ -92,7 +98,8 @@ def evaluate_flow(
     *,
     batch_size: int = 1000,
 ) -> dict[str, float]:
-    """loss, ESS and independence-MH acceptance of the flow on a fresh prior batch (host floats).
+    """loss (with its standard error ``loss_err``), ESS and independence-MH acceptance of the
+    flow on a fresh prior batch (host floats).
 
     The prior is a jit argument (:func:`trivflow.priors.base.as_pytree`: an ensemble is not
     compiled in); with a hashable ``action_fn`` (a ``functools.partial``) the compiled
@@ -122,4 +129,4 @@ def _weights(graphdef, action_fn, params, z, log_r):
     return reverse_kl_weights(graphdef, params, z, log_r, action_fn)
 
 
-_metrics = jax.jit(flow_metrics)
+_metrics = jax.jit(_evaluation_metrics)
