@@ -481,7 +481,13 @@ def test_more_bad_input_fails_before_compute(overrides, message):
 
 
 def test_a_large_but_finite_coupling_is_not_called_infinite():
-    validate(compose_cfg([*L4, "lattice.lam=1e300"]))  # representable in float64: the run decides
+    """1e300 is representable in float64: the run decides (its chains diverge). Validation runs
+    before precision=float64 is applied, i.e. with JAX still in float32, as on the command line."""
+    jax.config.update("jax_enable_x64", False)
+    try:
+        validate(compose_cfg([*L4, "lattice.lam=1e300"]))
+    finally:
+        jax.config.update("jax_enable_x64", True)
 
 
 def test_a_flow_checkpoint_of_another_kernel_is_refused_before_the_hmc_baseline(tmp_path, monkeypatch):

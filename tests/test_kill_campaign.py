@@ -10,6 +10,7 @@ every kind of file is in play. ``TRIVFLOW_KILLS=<n>`` sets the number of random 
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -128,13 +129,18 @@ def test_random_kill_then_resume_equals_the_uninterrupted_run(trial, reference, 
     want, seconds = reference
     run_dir = tmp_path / "run"
     delay = np.random.default_rng(trial).uniform(1.0, 0.95 * seconds)
-    proc = _launch(run_dir)
-    try:
-        proc.wait(timeout=delay)
-        pytest.fail(f"the run finished before the kill at {delay:.1f} s (rc {proc.returncode})")
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    for _ in range(4):  # the reference's time is only a guide (shared cores): shorten if it finished
+        proc = _launch(run_dir)
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            break
+        shutil.rmtree(run_dir)
+        delay *= 0.6
+    else:
+        pytest.fail(f"the run always finished before the kill (last try at {delay:.1f} s)")
     stage = sorted(p.name for p in (run_dir / "state").glob("*.npz")) if (run_dir / "state").is_dir() else []
     print(f"killed at {delay:.1f} s of {seconds:.1f}; states: {stage}; results: {(run_dir / 'results.json').exists()}")
     _resume(run_dir)

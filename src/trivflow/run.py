@@ -31,8 +31,11 @@ from .state import atomic_write_text, disk_full
 register_configs()
 
 log = logging.getLogger("trivflow")
-#: set when the user asked for tracebacks (Hydra's own variable is set internally, see :func:`main`)
-_WANT_TRACEBACK = bool(os.environ.get("TRIVFLOW_TRACEBACK") or os.environ.get("HYDRA_FULL_ERROR"))
+#: :func:`main` sets HYDRA_FULL_ERROR for itself and says so here (inherited by sweep jobs)
+_OWN_HYDRA_FULL_ERROR = "TRIVFLOW_SET_HYDRA_FULL_ERROR"
+#: set when the user asked for tracebacks
+_WANT_TRACEBACK = bool(os.environ.get("TRIVFLOW_TRACEBACK")
+                       or (os.environ.get("HYDRA_FULL_ERROR") and not os.environ.get(_OWN_HYDRA_FULL_ERROR)))
 
 #: Overrides that may differ between a run and its resumption (they do not change the numbers;
 #: the state files' fingerprints check the rest).
@@ -223,7 +226,8 @@ def _job(cfg: DictConfig) -> None:
 def main() -> None:
     """Console entry point (``trivflow``, ``python -m trivflow.run``). Hydra's own errors (a bad
     override, an unknown config group) are turned into the same one line as trivflow's."""
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; reported below
+    if not os.environ.get("HYDRA_FULL_ERROR"):  # Hydra raises instead of printing; reported below
+        os.environ["HYDRA_FULL_ERROR"] = os.environ[_OWN_HYDRA_FULL_ERROR] = "1"
     try:
         _job()
     except Exception as err:  # noqa: BLE001 - composition errors, raised before the job runs

@@ -6,6 +6,7 @@ bad values raise ``ValueError`` naming the key and the value, before anything is
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -72,7 +73,8 @@ def validate_theory(L, d, beta, lam) -> None:
     if not isinstance(d, int) or isinstance(d, bool) or d < 1:
         raise ValueError(f"lattice.d must be an integer >= 1, got d={d!r}")
     for key, value in (("beta", beta), ("lam", lam)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not jnp.isfinite(value):
+        # math, not jnp: jnp.isfinite(1e300) is False while JAX is still in float32
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise ValueError(f"lattice.{key} must be a finite number, got {key}={value!r}")
     if lam < 0:
         raise ValueError(f"lattice.lam must be >= 0 (the action is unbounded below otherwise), got lam={lam!r}")
