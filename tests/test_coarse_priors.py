@@ -263,7 +263,8 @@ def compose_cfg(overrides):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["experiment=coarse_interp", "prior=interp4_x2", "lattice=L6"], r"lattice.L=6 is invalid for prior.name='interp4_x2'"),
+    (["experiment=coarse_interp", "prior=interp4_x2", "lattice=L6"],
+     r"lattice.L=6 is invalid for prior.name='interp4_x2'"),
     (["experiment=coarse_interp", "prior=interp4_x2", "train.L=10", "train.beta=0.6"], r"train.L=10 is invalid"),
     (["experiment=coarse_interp", "prior=interp4_x2", "lattice=L12"], r"prior.beta_coarser is null .* no beta for L=3"),
     (["experiment=coarse_interp", "lattice.L=44", "lattice.beta=0.67"], r"prior.beta_coarse is null .* L=22"),
@@ -288,7 +289,8 @@ def test_wrong_ensemble_file_is_refused_at_validation(tmp_path):
     path = save_ensemble(tmp_path / "e.npz", fake_ensemble(8, beta=0.5))
     with pytest.raises(ValueError, match=r"prior.ensemble=.*needs L=8, d=2, beta=0.576"):
         validate(compose_cfg(["experiment=coarse_interp", f"prior.ensemble={path}"]))
-    validate(compose_cfg(["experiment=coarse_interp", f"prior.ensemble={save_ensemble(tmp_path / 'f.npz', fake_ensemble(8, beta=0.576))}"]))
+    path = save_ensemble(tmp_path / "f.npz", fake_ensemble(8, beta=0.576))
+    validate(compose_cfg(["experiment=coarse_interp", f"prior.ensemble={path}"]))
 
 
 @pytest.mark.slow  # three flows and two ensembles: ~40 s on an idle 2-core CPU
@@ -318,8 +320,9 @@ def test_coarse_interp_x2_end_to_end_and_checkpoint(tmp_path):
     loaded = obtain_flow(compose_cfg(["lattice=L8", "sampler=fhmc", f"flow.checkpoint={run_dir}"]), theory,
                          tmp_path, progress=False)
     assert "coarse" in loaded.config
-    from trivflow.flows import Compose, flow_forward_and_pullback
     from flax import nnx
+
+    from trivflow.flows import Compose, flow_forward_and_pullback
 
     module = nnx.merge(loaded.graphdef, loaded.params)
     assert isinstance(module, Compose) and len(module.layers) == 2

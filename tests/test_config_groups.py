@@ -66,7 +66,7 @@ def test_help_lists_every_group_and_option():
     out = _cli("--help").stdout
     for group in ("action", "analysis", "experiment", "flow", "lattice", "prior", "sampler", "train"):
         options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-        line = next(l for l in out.splitlines() if l.startswith(f"{group}:"))
+        line = next(row for row in out.splitlines() if row.startswith(f"{group}:"))
         assert all(o in line for o in options), (group, options, line)
     assert "Stable keys" in out
 

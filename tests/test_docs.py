@@ -89,7 +89,8 @@ def test_expected_strips_probe_values(gen):
 def test_griffe_roles():
     pytest.importorskip("griffe")
     roles = _load("griffe_roles")
-    assert roles.to_autorefs(":func:`trivflow.hmc.build_kernel`") == "[`trivflow.hmc.build_kernel`][trivflow.hmc.build_kernel]"
+    assert roles.to_autorefs(":func:`trivflow.hmc.build_kernel`") == \
+        "[`trivflow.hmc.build_kernel`][trivflow.hmc.build_kernel]"
     assert roles.to_autorefs(":class:`~trivflow.flows.FlowConfig`") == "[`FlowConfig`][trivflow.flows.FlowConfig]"
     assert roles.to_autorefs(":func:`trivflow.flows.layers._half_forward`") == "`trivflow.flows.layers._half_forward`"
     assert roles.to_autorefs(":class:`matplotlib.figure.Figure`") == "`matplotlib.figure.Figure`"

@@ -223,7 +223,7 @@ def test_check_training_criteria():
 @pytest.mark.parametrize("override,step", [("sampler.traj_length=50", "step size 5"),
                                            ("lattice.beta=1e6", "step size 0.1")])
 def test_all_divergent_chains_stop_the_run_naming_the_step_size(override, step, tmp_path):
-    with pytest.raises(ValueError, match=rf"acceptance 0 in the first 10 thermalization steps .* {step}: the "
+    with pytest.raises(ValueError, match=rf"acceptance 0 in the first 10 thermalization trajectories .* {step}: the "
                                          r"chains do not move.*sampler.traj_length/sampler.num_steps"):
         run(compose_cfg([*L4, override]), tmp_path)
     assert not (tmp_path / "results.json").exists()
@@ -233,7 +233,7 @@ def test_frozen_check_in_the_measurement_phase_and_off_switch():
     pos = hmc.random_positions(jax.random.key(0), 2, THEORY.shape)
     kw = dict(step_size=5.0, num_traj=20, num_therm=0, measure_fn=hmc.phi4_measure, chunk_size=5, progress=False)
     args = (jax.random.key(1), hmc.phi4_kernel(10), pos, hmc.phi4_params(THEORY, pos.dtype))
-    with pytest.raises(driver.FrozenChainsError, match="measurement steps") as err:
+    with pytest.raises(driver.FrozenChainsError, match="measurement trajectories") as err:
         hmc.run_chains(*args, min_acceptance=0.01, **kw)
     assert err.value.acceptance == 0 and err.value.num_traj == 20
     assert hmc.run_chains(*args, **kw).acceptance == 0  # a library call without the check still runs
@@ -354,7 +354,8 @@ def test_damaged_flow_checkpoint_messages(tmp_path):
     with pytest.raises(state.DamagedFileError, match=r"params cannot be restored"):
         load_flow(path)
     shutil.rmtree(path / "params")
-    with pytest.raises(FileNotFoundError, match=r"expected flow_config.json and params/; it holds \['flow_config.json'\]"):
+    with pytest.raises(FileNotFoundError,
+                       match=r"expected flow_config.json and params/; it holds \['flow_config.json'\]"):
         load_flow(path)
 
 

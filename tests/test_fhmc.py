@@ -6,9 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from numpyro.infer.hmc_util import velocity_verlet
-
 from checks import assert_same_mean, leapfrog_round_trip
+from numpyro.infer.hmc_util import velocity_verlet
 
 from trivflow import hmc, lattice
 from trivflow.flows import build_flow, flow_forward, split_flow

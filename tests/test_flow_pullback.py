@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from checks import assert_same_mean, leapfrog_round_trip
 
 from trivflow import hmc, lattice

@@ -1,8 +1,6 @@
 """Physics checks against the paper's line of constant physics (physics.md §3)."""
 
 import jax
-import numpy as np
-import pytest
 
 from trivflow import hmc, lattice
 from trivflow.summary import correlation_length

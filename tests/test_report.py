@@ -21,7 +21,8 @@ def test_fit_z_without_xi_errors_equals_weighted_polyfit():
     assert fit.z == pytest.approx(z, rel=1e-10) and fit.log_c == pytest.approx(log_c, rel=1e-10)
     assert fit.z_err == pytest.approx(np.sqrt(cov[0, 0]), rel=1e-8)
     assert fit.log_c_err == pytest.approx(np.sqrt(cov[1, 1]), rel=1e-8)
-    assert fit.dof == 3 and fit.chi2 == pytest.approx(np.sum(((np.log(tau) - log_c - z * np.log(xi)) * tau / tau_err) ** 2))
+    residual = (np.log(tau) - log_c - z * np.log(xi)) * tau / tau_err
+    assert fit.dof == 3 and fit.chi2 == pytest.approx(np.sum(residual**2))
 
 
 def test_fit_z_with_xi_errors_is_the_effective_variance_fixed_point():

@@ -193,5 +193,6 @@ def test_flow_checkpoint_is_reused_at_another_volume_and_checked(tmp_path):
     with pytest.raises(ValueError, match="kernel_size=5"):
         run(compose_cfg(["sampler=fhmc", "flow.kernel_size=5", f"flow.checkpoint={tmp_path / 'train'}", *TINY]),
             tmp_path / "bad")
-    with pytest.raises(ValueError, match=r"flow.checkpoint=.*nothing.* is invalid: .*no flow checkpoint.*does not exist"):
+    with pytest.raises(ValueError,
+                       match=r"flow.checkpoint=.*nothing.* is invalid: .*no flow checkpoint.*does not exist"):
         run(compose_cfg(["sampler=fhmc", f"flow.checkpoint={tmp_path / 'nothing'}", *TINY]), tmp_path / "bad2")

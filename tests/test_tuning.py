@@ -14,8 +14,16 @@ import trivflow
 from trivflow.config import register_configs, validate
 from trivflow.experiment import run
 from trivflow.lattice import LINE_OF_CONSTANT_PHYSICS, free
-from trivflow.tuning import (TunePoint, fit_log_xi, free_beta, hmc_xi_measure, initial_bracket, lcp_beta_guess,
-                             select_fit_points, tune_beta)
+from trivflow.tuning import (
+    TunePoint,
+    fit_log_xi,
+    free_beta,
+    hmc_xi_measure,
+    initial_bracket,
+    lcp_beta_guess,
+    select_fit_points,
+    tune_beta,
+)
 
 CONF = str(Path(trivflow.__file__).parent / "conf")
 register_configs()
@@ -224,12 +232,14 @@ def test_default_target_is_the_line_of_constant_physics():
         (["target_xi=-2"], "target_xi=-2.0 is invalid"),
         (["target_xi=8"], "target_xi=8.0 is invalid: expected 0 < target_xi < L/2 = 8"),
         (["lattice.L=2", "target_xi=0.5"], "lattice.L=2 is invalid: expected >= 4 for task=tune_beta"),
-        (["tune.beta_lo=0.64", "tune.beta_hi=0.63"], "tune.beta_lo=0.64 is invalid: expected 0 <= tune.beta_lo < tune.beta_hi=0.63"),
+        (["tune.beta_lo=0.64", "tune.beta_hi=0.63"],
+         "tune.beta_lo=0.64 is invalid: expected 0 <= tune.beta_lo < tune.beta_hi=0.63"),
         (["tune.beta_lo=0.6"], "tune.beta_hi=None is invalid: expected a number as well"),
         (["tune.beta_hi=0.6"], "tune.beta_lo=None is invalid: expected a number as well"),
         (["tune.beta_lo=-0.1", "tune.beta_hi=0.6"], "tune.beta_lo=-0.1 is invalid"),
         (["lattice=free", "tune.beta_lo=0.4", "tune.beta_hi=0.5"], "tune.beta_hi=0.5 is invalid: expected < 1/d = 0.5"),
-        (["lattice.lam=0.3"], "tune.beta_lo=None is invalid: expected a number with tune.beta_hi: no automatic bracket"),
+        (["lattice.lam=0.3"],
+         "tune.beta_lo=None is invalid: expected a number with tune.beta_hi: no automatic bracket"),
         (["lattice.d=3"], "no automatic bracket for lattice.d=3"),
         (["tune.max_iter=1"], "tune.max_iter=1 is invalid: expected an integer >= 2"),
         (["tune.fit_points=1"], "tune.fit_points=1 is invalid"),

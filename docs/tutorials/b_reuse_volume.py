@@ -30,7 +30,6 @@ from pathlib import Path
 import jax
 
 jax.config.update("jax_enable_x64", True)
-import numpy as np
 
 from trivflow import analysis, flows, hmc, lattice, priors, training
 

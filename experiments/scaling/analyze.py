@@ -118,7 +118,8 @@ def study_scaling():
         q, dq = ratio(tf, dtf, th, dth)
         ch, cf = 2 * th / h["traj_per_second"], 2 * tf / f["traj_per_second"]
         rows.append([L, r["lattice"]["beta"], xh, dxh, xf, dxf, th, dth, wh, tf, dtf, wf, q, dq, h["acceptance"],
-                     f["acceptance"], f["num_chains"], f["num_traj"], h["traj_per_second"], f["traj_per_second"], ch, cf])
+                     f["acceptance"], f["num_chains"], f["num_traj"], h["traj_per_second"], f["traj_per_second"],
+                     ch, cf])
         md.append([str(L), str(r["lattice"]["beta"]), pm(xh, dxh), pm(xf, dxf),
                    f"{pm(th, dth)} ({100 * dth / th:.0f} %)", f"{pm(tf, dtf)} ({100 * dtf / tf:.0f} %)", pm(q, dq, 2),
                    f"{h['acceptance']:.3f} / {f['acceptance']:.3f}", f"{f['num_chains']} × {f['num_traj']}",
@@ -141,7 +142,8 @@ def study_scaling():
                                       "note": "independent runs (separate chains): errors added in quadrature"}
     fits["paper"] = PAPER_Z_NOTE
     (out / "fits.json").write_text(json.dumps(fits, indent=2) + "\n")
-    print("z:", {k: (round(v["z"], 3), round(v["z_err"], 3)) for k, v in fits.items() if isinstance(v, dict) and "z" in v})
+    print("z:", {k: (round(v["z"], 3), round(v["z_err"], 3))
+                 for k, v in fits.items() if isinstance(v, dict) and "z" in v})
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for name, color in (("hmc", "C0"), ("fhmc", "C1")):
         x, dx, t, dt = map(np.asarray, series[name])
@@ -208,7 +210,8 @@ def study_mh():
         rows.append([L, tr["seconds"], tr["compile_seconds"], f["seconds"], f["therm_seconds"], f["compile_seconds"],
                      h["seconds"], tr["seconds"] / f["seconds"], tr["seconds"] / per_indep])
         md.append([str(L), f"{tr['seconds']:.1f} ({tr['compile_seconds']:.1f})",
-                   f"{f['seconds']:.0f} (+ {f['therm_seconds']:.0f}, {f['compile_seconds']:.0f})", f"{h['seconds']:.0f}",
+                   f"{f['seconds']:.0f} (+ {f['therm_seconds']:.0f}, {f['compile_seconds']:.0f})",
+                   f"{h['seconds']:.0f}",
                    f"{tr['seconds'] / f['seconds']:.3f}", f"{tr['seconds'] / per_indep:.0f}"])
     write_table(EXP / "scaling", "cost", header, rows, md,
                 "Wall seconds on the shared 2-core CPU (other jobs running). Training: 1000 Adam steps, "
@@ -261,7 +264,8 @@ def study_kernel():
         else:
             q = dq = chm = None
         nparams = nl * 4 * k * k + 1
-        rows.append([L, k, nl, nparams, tf, dtf, f["acceptance"], f["num_chains"], f["num_traj"], tps, 1 / tps, cost, dcost,
+        rows.append([L, k, nl, nparams, tf, dtf, f["acceptance"], f["num_chains"], f["num_traj"], tps, 1 / tps,
+                     cost, dcost,
                      cost / chm if chm else None, q, dq, r["training"]["seconds"], src])
         md.append([str(L), f"k = {k}, {nl} layer{'s' if nl > 1 else ''} ({nparams} par.)",
                    f"{pm(tf, dtf)} ({100 * dtf / tf:.0f} %)", pm(q, dq, 2) if q else "—", f"{f['acceptance']:.3f}",
@@ -310,8 +314,8 @@ def study_kernel():
 
 def study_reuse():
     srcs = [(2, EXP / "reuse_volume"), (3, EXP / "reuse_xi3" / "run"), (3, EXP / "reuse_xi3" / "run_n13")]
-    header = ["xi_target", "L_train", "L", "num_steps", "tau", "tau_err", "ratio_to_trained_L", "ratio_err", "acc", "xi",
-              "xi_err", "chains", "num_traj", "record"]
+    header = ["xi_target", "L_train", "L", "num_steps", "tau", "tau_err", "ratio_to_trained_L", "ratio_err", "acc",
+              "xi", "xi_err", "chains", "num_traj", "record"]
     rows, md = [], [["ξ", "trained at", "L", "leapfrog steps", "FHMC τ", "τ / τ(L_train)", "acc.", "ξ measured",
                      "chains × traj", "record"]]
     for xit, d in srcs:

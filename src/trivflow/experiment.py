@@ -23,7 +23,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from . import rundir
-from .config import FLOW_SAMPLERS, checkpoint_dir, needs_flow, validate
+from .config import FLOW_SAMPLERS, checkpoint_dir, validate
 from .state import atomic_savez, atomic_write_text, config_fingerprint, read_meta, replace_dir, temporary_dir
 
 log = logging.getLogger("trivflow")
@@ -356,9 +356,9 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
     device = configure_jax(cfg.precision, cfg.platform)
     device["memory_estimate"] = check_memory(cfg, theory, jax.devices()[0],
                                              float_bytes=8 if cfg.precision == "float64" else 4)
+    from .io import write_chains
     from .lattice.observables import default_plateau
     from .lattice.theory import Phi4Theory
-    from .io import write_chains
     from .plots import PLOTS_DIR, plot_run
     from .summary import summarize_phi4_run
 

@@ -141,7 +141,8 @@ def plot_delta_h(delta_h, *, bins: int = 60, label: str = "") -> Figure:
     fig = Figure(figsize=(5, 3.4), layout="constrained")
     ax = fig.subplots()
     ax.hist(dh, bins=bins, density=True, histtype="stepfilled", alpha=0.7,
-            label=f"⟨ΔH⟩ = {dh.mean():.3g}\n⟨e^(−ΔH)⟩ = {e.mean():.4f} ± {e.std() / np.sqrt(max(e.size, 1)):.1g} (naive)")
+            label=f"⟨ΔH⟩ = {dh.mean():.3g}\n⟨e^(−ΔH)⟩ = {e.mean():.4f} ± "
+                  f"{e.std() / np.sqrt(max(e.size, 1)):.1g} (naive)")
     ax.set_xlabel("ΔH")
     ax.set_ylabel("density")
     ax.legend(fontsize=8)

@@ -186,9 +186,11 @@ def markdown_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["job"], r["experiment"], r["label"], r["L"], r["beta"], r["kernel_size"], r["num_layers"],
-                 r["prior"], r["sampler"], _fmt(r["acceptance"]), _fmt(r["tau_M"], r["tau_M_err"]), _fmt(r["xi"], r["xi_err"]),
-                 _fmt(r["traj_per_second"]), _fmt(r["cost_per_indep"], r["cost_per_indep_err"]),
-                 _fmt(r["training_seconds"]), _fmt(r["flow_mh_acceptance"]), f"`{r['overrides']}`" if r["overrides"] else ""]
+                 r["prior"], r["sampler"], _fmt(r["acceptance"]), _fmt(r["tau_M"], r["tau_M_err"]),
+                 _fmt(r["xi"], r["xi_err"]), _fmt(r["traj_per_second"]),
+                 _fmt(r["cost_per_indep"], r["cost_per_indep_err"]), _fmt(r["training_seconds"]),
+                 _fmt(r["flow_mh_acceptance"]),
+                 f"`{r['overrides']}`" if r["overrides"] else ""]
         lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -39,8 +39,8 @@ _WANT_TRACEBACK = bool(os.environ.get("TRIVFLOW_TRACEBACK")
 
 #: Overrides that may differ between a run and its resumption (they do not change the numbers;
 #: the state files' fingerprints check the rest).
-RESUME_IGNORED = frozenset({"resume", "progress", "quiet", "plots", "keep_state", "platform", "sampler.checkpoint_every",
-                            "train.checkpoint_every"})
+RESUME_IGNORED = frozenset({"resume", "progress", "quiet", "plots", "keep_state", "platform",
+                            "sampler.checkpoint_every", "train.checkpoint_every"})
 #: Written into a run directory whose job resumed another one (never a resume candidate itself).
 RESUMED_MARKER = "resumed_in.txt"
 

@@ -534,7 +534,8 @@ def validate_tune(c, theory) -> None:
                        ("tune.bracket_width", t.bracket_width),
                        ("tune.max_step", t.max_step)):
         if value is not None and not value > 0:
-            _fail(key, value, "a positive number" + (" or null" if key in ("tune.bracket_width", "tune.max_step") else ""))
+            nullable = key in ("tune.bracket_width", "tune.max_step")
+            _fail(key, value, "a positive number" + (" or null" if nullable else ""))
     for key, value in (("tune.xi_rtol", t.xi_rtol), ("tune.warm_dbeta", t.warm_dbeta)):
         if not value >= 0:
             _fail(key, value, "a number >= 0")

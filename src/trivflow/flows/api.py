@@ -19,7 +19,7 @@ arrays): pass ``params`` as a jit argument (never close over it), close over ``g
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax

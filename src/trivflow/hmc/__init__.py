@@ -1,9 +1,9 @@
 """Hamiltonian Monte Carlo: integrators, the kernel as pure functions, the multi-chain driver."""
 
 from .driver import ChainResult, random_positions, run_chains, validate_run_args
+from .flowed import fhmc_kernel, pulled_back_measure, pulled_back_potential, pulled_back_value_and_grad
 from .integrators import INTEGRATORS, OMELYAN_LAMBDA, get_integrator, kinetic_energy, leapfrog, omelyan
 from .kernel import DIVERGENCE_THRESHOLD, HMCInfo, HMCKernel, HMCState, build_kernel
-from .flowed import fhmc_kernel, pulled_back_measure, pulled_back_potential, pulled_back_value_and_grad
 from .phi4 import phi4_force_fn, phi4_kernel, phi4_measure, phi4_params, phi4_potential, phi4_value_and_grad
 
 __all__ = [

@@ -72,8 +72,9 @@ class FrozenChainsError(ValueError):
         self.acceptance, self.num_traj, self.num_divergent, self.phase = acceptance, num_traj, num_divergent, phase
         self.step_size = step_size
         at = "" if step_size is None else f" at step size {step_size:g}"
+        unit = "steps" if step_size is None else "trajectories"  # independence MH has no trajectories
         super().__init__(
-            f"{desc}: acceptance {acceptance:.3g} in the first {num_traj} {phase} steps of each of "
+            f"{desc}: acceptance {acceptance:.3g} in the first {num_traj} {phase} {unit} of each of "
             f"{num_chains} chains ({num_divergent} of {num_traj * num_chains} divergent){at}: the chains do "
             "not move, so no estimate of this run could be trusted")
 

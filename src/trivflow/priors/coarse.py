@@ -34,7 +34,6 @@ import jax.numpy as jnp
 from ..lattice.phi4 import phi4_action
 from .base import _check_batch_size, register_prior
 
-
 # ----------------------------------------------------------------------------------------------
 # pure lattice maps (2D, ONE configuration)
 # ----------------------------------------------------------------------------------------------
