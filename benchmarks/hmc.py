@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """HMC throughput benchmark: trivflow's JAX HMC against a straightforward NumPy HMC.
 
-For every (L, chains, dtype) point both backends run the same algorithm (physics.md §1, §7):
+For every (L, chains, dtype) point both backends run the same algorithm (docs/theory.md#action, §7):
 2D φ⁴ at λ = 0.5, β on the line of constant physics, leapfrog with fused kicks, τ_MD = 1,
 ``--num-steps`` steps, Metropolis on ΔH, full momentum refresh, and the observables
 (M, |M|, M², G(0), C(t)) measured after every trajectory. JAX runs the library's
@@ -131,7 +131,8 @@ def setup_jax(args):
 
 
 def beta_for(L: int, override: float | None) -> tuple[float, str]:
-    """β on the line of constant physics (physics.md §3); log-L interpolation between tabulated L."""
+    """β on the line of constant physics (docs/theory.md#line-of-constant-physics); log-L interpolation
+    between tabulated L."""
     from trivflow.lattice import LINE_OF_CONSTANT_PHYSICS as lcp
 
     if override is not None:
@@ -157,7 +158,7 @@ class NumpyPhi4HMC:
     """HMC for 2D (any-d) φ⁴ in plain NumPy, all chains in one array of shape (C, L, ..., L).
 
     The same algorithm as trivflow.hmc with trivflow.hmc.phi4_kernel: S and the analytic force of
-    physics.md §1 with np.roll, leapfrog with fused inner kicks (one force evaluation per step),
+    docs/theory.md#action with np.roll, leapfrog with fused inner kicks (one force evaluation per step),
     the action evaluated once per trajectory (at its end; the current one is cached with the
     state, as is the force), Metropolis on ΔH per chain (non-finite ΔH rejected), momenta
     refreshed from N(0, 1) every trajectory, observables measured after every trajectory.
@@ -221,7 +222,7 @@ class NumpyPhi4HMC:
         return delta_h, accepted
 
     def measure(self):
-        """Observables of physics.md §2 per chain (the same set as trivflow.hmc.phi4_measure)."""
+        """Observables of docs/theory.md#observables per chain (the same set as trivflow.hmc.phi4_measure)."""
         phi, axes = self.phi, self.axes
         m = np.mean(phi, axis=axes)
         slices = np.stack([np.mean(phi, axis=tuple(a for a in axes if a != mu)) for mu in axes], axis=1)

@@ -1,4 +1,4 @@
-"""Tests run in float64 (physics.md conventions are checked to 1e-10); float32 paths opt in."""
+"""Tests run in float64 (the conventions of docs/theory.md are checked to 1e-10); float32 paths opt in."""
 
 import jax
 

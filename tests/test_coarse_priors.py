@@ -1,4 +1,4 @@
-"""Priors from coarser lattices (physics.md §5): maps, densities, ensembles, pipeline."""
+"""Priors from coarser lattices (docs/theory.md#priors): maps, densities, ensembles, pipeline."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Flows (physics.md §4): bijection properties, log-det vs autodiff Jacobians, symmetries,
+"""Flows (docs/theory.md#flows): bijection properties, log-det vs autodiff Jacobians, symmetries,
 an independent full-lattice reference of the coupling, reuse at other L, validation."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _field(shape, seed=0, scale=1.5):
     return scale * jax.random.normal(jax.random.PRNGKey(seed), shape)
 
 
-# --- an independent reference: physics.md §4 written on the full lattice with masks -----------
+# --- an independent reference: docs/theory.md#flows written on the full lattice with masks -----------
 
 
 def _circular_conv(x, kernel):

@@ -1,4 +1,4 @@
-"""Physics checks against the paper's line of constant physics (physics.md §3)."""
+"""Physics checks against the paper's line of constant physics (docs/theory.md#line-of-constant-physics)."""
 
 import jax
 

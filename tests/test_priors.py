@@ -1,4 +1,4 @@
-"""Priors (physics.md §5): the Prior interface and the normalised Gaussian."""
+"""Priors (docs/theory.md#priors): the Prior interface and the normalised Gaussian."""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ def test_every_experiment_composes_and_runs_with_tiny_overrides(experiment, tmp_
 
 
 def check_artifacts(run_dir, results, cfg):
-    """Every artifact of design.md §5, read back through trivflow.io."""
+    """Every artifact of docs/results.md, read back through trivflow.io."""
     from trivflow import io
 
     assert io.load_results(run_dir) == results

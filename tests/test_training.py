@@ -1,4 +1,4 @@
-"""Training (physics.md §6): weights, metrics, the reverse-KL loop, NaN guard, checkpoints."""
+"""Training (docs/theory.md#training-reverse-kl): weights, metrics, the reverse-KL loop, NaN guard, checkpoints."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(EXP.parent / "src"))
 
 from trivflow.report import fit_z  # noqa: E402
 
-PAPER_Z_NOTE = "paper: z ≈ 2 for HMC, unchanged by a fixed-architecture flow (physics.md §9)"
+PAPER_Z_NOTE = "paper: z ≈ 2 for HMC, unchanged by a fixed-architecture flow (docs/theory.md#what-the-paper-reports)"
 
 
 def load(path: Path) -> dict:

@@ -2,7 +2,7 @@
 
 Types are checked by Hydra when the config is composed (a string where a number belongs fails
 there, naming the key); :func:`validate` then checks meaning (L ≥ 2, positive step size, …)
-before any compute. The keys below are the documented interface (design.md §4).
+before any compute. The keys below are the documented interface (docs/reference/configuration.md).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .lattice.theory import Phi4Theory
 
 @dataclass
 class LatticeConfig:
-    """φ⁴ on an L^d periodic lattice (physics.md §1)."""
+    """φ⁴ on an L^d periodic lattice (docs/theory.md#action)."""
 
     L: int = 8
     d: int = 2
@@ -31,7 +31,7 @@ class LatticeConfig:
 
 @dataclass
 class ActionSchema:
-    """The action (physics.md §1): ``phi4`` (λ from ``lattice.lam``) or ``free`` (λ = 0, exactly
+    """The action (docs/theory.md#action): ``phi4`` (λ from ``lattice.lam``) or ``free`` (λ = 0, exactly
     solvable: results.json then carries the exact ⟨φ²⟩, χ and ξ beside the measured ones)."""
 
     name: str = "phi4"
@@ -39,7 +39,7 @@ class ActionSchema:
 
 @dataclass
 class SamplerConfig:
-    """Sampler settings (physics.md §7).
+    """Sampler settings (docs/theory.md#hmc).
 
     hmc/fhmc: ``num_traj`` trajectories of length ``traj_length`` in ``num_steps`` steps
     (step size = traj_length / num_steps) after ``num_therm``. imh: ``num_traj`` Metropolis
@@ -67,7 +67,7 @@ class SamplerConfig:
 
 @dataclass
 class FlowSchema:
-    """Flow architecture (physics.md §4); see :class:`trivflow.flows.FlowConfig`.
+    """Flow architecture (docs/theory.md#flows); see :class:`trivflow.flows.FlowConfig`.
 
     ``checkpoint``: a flow directory (``<run>/flow``) or a run directory to sample with a
     trained flow instead of training one.
@@ -85,7 +85,7 @@ class FlowSchema:
 
 @dataclass
 class TrainSchema:
-    """Reverse-KL training (physics.md §6). ``L``/``beta``: the training lattice when it
+    """Reverse-KL training (docs/theory.md#training-reverse-kl). ``L``/``beta``: the training lattice when it
     differs from the sampling one (None: same as ``lattice``)."""
 
     steps: int = 1000
@@ -99,7 +99,7 @@ class TrainSchema:
 
 @dataclass
 class PriorSchema:
-    """The prior r(z) of the flow (physics.md §5); see :mod:`trivflow.priors.factory`.
+    """The prior r(z) of the flow (docs/theory.md#priors); see :mod:`trivflow.priors.factory`.
 
     ``name``: gaussian | coarse_bigvol | interp | interp4 | interp4_x2. The others draw from an
     HMC ensemble of the source theory: ``ensemble`` (a .npz path; null: generate ``ensemble_size``
@@ -127,7 +127,7 @@ class PriorSchema:
 
 @dataclass
 class AnalysisConfig:
-    """Γ-method settings (physics.md §8) and the effective-mass plateau (physics.md §2)."""
+    """Γ-method settings (docs/theory.md#gamma-method) and the effective-mass plateau (docs/theory.md#observables)."""
 
     s_tau: float = 4.0
     plateau: Optional[list[int]] = None  # [t_min, t_max]; None → default_plateau(L)
@@ -313,7 +313,7 @@ def _validate_flow(c, theory: Phi4Theory) -> None:
 
 def _validate_priors(c, theory: Phi4Theory) -> None:
     """Every prior a flow is trained with (``prior.name`` unless ``flow.checkpoint``, and each
-    ``sampler@prior`` baseline), and independence MH only where its prior fits (physics.md §5)."""
+    ``sampler@prior`` baseline), and independence MH only where its prior fits (docs/theory.md#priors)."""
     from .priors.factory import SIZED_PRIORS, check_prior_config, derived_prior_config
 
     t = c.train

@@ -3,7 +3,7 @@
 A run composes: validate the config (before any compute) → [prior → train the flow, or load
 it from ``flow.checkpoint``] → sample with ``sampler.name`` and every ``baselines`` entry
 (and, for flow samplers, at every extra L in ``volumes``) → Γ-method analysis →
-``results.json`` (design.md §5) in ``out_dir``, with the flow in ``out_dir/flow``.
+``results.json`` (docs/results.md) in ``out_dir``, with the flow in ``out_dir/flow``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ _PLATFORM_OF = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "tpu": "tpu"}
 
 
 def configure_jax(precision: str = "float64", platform_name: str | None = None) -> dict:
-    """Apply precision and platform before any JAX array exists (design.md §4), and return the
+    """Apply precision and platform before any JAX array exists (docs/reference/configuration.md), and return the
     devices JAX will use, ``{"platform", "device_kind", "devices"}`` (results.json ``device``).
 
     Raises ``ValueError`` when ``platform_name`` is set and JAX has no such device (instead of
@@ -101,7 +101,7 @@ def _flow_kwargs(cfg) -> dict:
 
 
 def obtain_flow(cfg, theory, out_dir: Path, *, progress: bool, prior_dir: Path | None = None) -> TrainedFlow:
-    """Train the flow on the training lattice (physics.md §6), or load ``flow.checkpoint``.
+    """Train the flow on the training lattice (docs/theory.md#training-reverse-kl), or load ``flow.checkpoint``.
 
     The prior's ensemble (coarse priors) is cached in ``prior_dir`` (default ``out_dir/priors``).
     ``prior=interp4_x2`` trains two flows (:func:`obtain_x2_flow`)."""
@@ -191,7 +191,7 @@ def _with(cfg, updates: dict):
 
 
 def obtain_x2_flow(cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow:
-    """``prior=interp4_x2`` (physics.md §5): g₁ trained at (L/2, β(L/2)) with interp4 from
+    """``prior=interp4_x2`` (docs/theory.md#priors): g₁ trained at (L/2, β(L/2)) with interp4 from
     (L/4, β(L/4)) into ``out_dir/coarse``, g₂ at L with interp4 from (L/2, β(L/2)) into
     ``out_dir/flow`` (g₁ copied to ``flow/coarse``, so the checkpoint loads as g₂ ∘ g₁)."""
     from .priors.factory import x2_levels

@@ -1,4 +1,4 @@
-"""Read (and write the chains of) a trivflow run directory (design.md §5).
+"""Read (and write the chains of) a trivflow run directory (docs/results.md).
 
 A run directory, written by :func:`trivflow.experiment.run` (``python -m trivflow.run``)::
 
@@ -19,7 +19,7 @@ ArviZ has a fixed set of group names, so several runs cannot share one ``posteri
 label gets its own file with the standard groups, and ``az.from_netcdf("chains.nc")`` gives the
 main run directly. Every file has:
 
-* ``posterior`` — per-chain, per-measurement observables (physics.md §2) on the flowed field φ,
+* ``posterior`` — per-chain, per-measurement observables (docs/theory.md#observables) on the flowed field φ,
   dims ``(chain, draw)``: ``M`` (= (1/V)Σφ), ``absM``, ``M2``, ``G0`` (= (1/V)Σφ²), and ``C`` with
   dims ``(chain, draw, t)``, t = 0 … L/2: the per-configuration slice correlator
   c(t) = (1/L)Σ_{x₀} s(x₀)s(x₀+t), symmetrised, NOT connected (C(t) = ⟨c(t)⟩ − ⟨M⟩²).
@@ -227,7 +227,7 @@ def _damaged(path: Path, err: BaseException, remedy: str):
 
 
 def load_results(run_dir) -> dict:
-    """The parsed ``results.json`` of a run directory (design.md §5).
+    """The parsed ``results.json`` of a run directory (docs/results.md).
 
     Raises ``FileNotFoundError`` (missing) or :class:`trivflow.state.DamagedFileError`."""
     path = _need(_run_dir(run_dir) / RESULTS_FILE, f"results.json is written by {_WRITER} when a run finishes")

@@ -55,7 +55,7 @@ def _title(fig: Figure, label: str, what: str) -> None:
 
 def plot_training(history: Mapping[str, np.ndarray]) -> Figure:
     """Training curves vs step: reverse-KL loss, ESS = (Σe^{−w})²/(BΣe^{−2w}) and the batch
-    independence-MH acceptance (physics.md §6). ``history``: arrays ``step``, ``loss``, ``ess``,
+    independence-MH acceptance (docs/theory.md#training-reverse-kl). ``history``: arrays ``step``, ``loss``, ``ess``,
     ``mh_acceptance`` of equal length (:func:`trivflow.io.load_training_history`)."""
     step = np.asarray(history["step"])
     fig = Figure(figsize=(10, 3.2), layout="constrained")
@@ -74,7 +74,7 @@ def plot_training(history: Mapping[str, np.ndarray]) -> Figure:
 def plot_autocorrelation(result, *, meas_every: int = 1, name: str = "M", label: str = "",
                          max_lag: int | None = None) -> Figure:
     """Normalised autocorrelation ρ(t) = Γ(t)/Γ(0) and τ_int(W) = ½ + Σ_{t=1}^{W} ρ(t) of a
-    Γ-method analysis (physics.md §8), with the automatic window W marked and the bias-corrected
+    Γ-method analysis (docs/theory.md#gamma-method), with the automatic window W marked and the bias-corrected
     τ_int ± δτ_int at W as a band. Lags in trajectories (× ``meas_every``).
 
     Args:
@@ -134,7 +134,7 @@ def plot_histogram(series, *, bins: int = 60, name: str = "M", label: str = "") 
 
 def plot_delta_h(delta_h, *, bins: int = 60, label: str = "") -> Figure:
     """Histogram of ΔH = H(end) − H(start) over all chains and trajectories, with the mean and
-    ⟨e^{−ΔH}⟩ (naive error) in the legend; exactness requires ⟨e^{−ΔH}⟩ = 1 (physics.md §2)."""
+    ⟨e^{−ΔH}⟩ (naive error) in the legend; exactness requires ⟨e^{−ΔH}⟩ = 1 (docs/theory.md#observables)."""
     dh = np.ravel(np.asarray(delta_h, dtype=float))
     dh = dh[np.isfinite(dh)]
     e = np.exp(-dh)

@@ -16,7 +16,7 @@ Collects every ``results.json`` at or below ``<dir>`` (a run directory, a Hydra 
 
 Cost per independent sample: ``2 τ_int / traj_per_second`` seconds, with τ_int in trajectories and
 ``traj_per_second`` the chain-trajectories per second of the whole run (all chains), i.e. the wall
-time the run spends per statistically independent configuration (design.md §7); its error is
+time the run spends per statistically independent configuration (docs/performance.md); its error is
 ``2 δτ_int / traj_per_second`` (timing noise neglected). Training time is listed separately.
 """
 

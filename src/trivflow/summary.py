@@ -1,6 +1,6 @@
-"""Summarise a sampler run into the ``runs.<name>`` block of results.json (design.md §5).
+"""Summarise a sampler run into the ``runs.<name>`` block of results.json (docs/results.md).
 
-Every error is a Γ-method error (physics.md §8) over all chains as replicas; derived
+Every error is a Γ-method error (docs/theory.md#gamma-method) over all chains as replicas; derived
 quantities (ξ, the connected susceptibility) use Wolff's linearised error propagation.
 
 Mixing: the Γ-method treats the chains as replicas of one Markov process, which holds only if
@@ -110,7 +110,7 @@ def _num(x) -> float | None:
 
 def free_theory_exact(theory: Phi4Theory) -> dict | None:
     """Exact G0 = ⟨φ²⟩, chi = V⟨M²⟩ = 1/Â(0) and ξ = 1/m of the free theory (λ = 0,
-    physics.md §1) on the run's lattice; None for λ ≠ 0. ξ is the effective-mass value, which
+    docs/theory.md#action) on the run's lattice; None for λ ≠ 0. ξ is the effective-mass value, which
     for the free field equals 1/m on any plateau (one pole), so it is comparable to the
     measured ξ for L ≥ 4."""
     if theory.lam != 0:

@@ -1,6 +1,6 @@
 """β tuning on the line of constant physics: find β with ξ(β) = ξ_target at fixed L, λ.
 
-The correlation length ξ is the exponential one of physics.md §2 (ξ = 1/m̄, m̄ the mean of the
+The correlation length ξ is the exponential one of docs/theory.md#observables (ξ = 1/m̄, m̄ the mean of the
 effective mass over a plateau), measured by HMC with its Γ-method error. ξ grows steeply and
 smoothly with β (at λ = 0.5 roughly d log ξ / dβ ≈ 5 ξ), and log ξ is close to linear in β over
 the small intervals that matter, so the search works on
@@ -389,14 +389,14 @@ def tune_beta(measure: Measure, target_xi: float, beta_lo: float, beta_hi: float
 def free_beta(xi: float, d: int = 2) -> float:
     """Exact free-theory (λ = 0) β with correlation length ξ: β = 1/(cosh(1/ξ) + d − 1).
 
-    From the free propagator's pole, cosh m = (1 − β(d − 1))/β (physics.md §1); the
+    From the free propagator's pole, cosh m = (1 − β(d − 1))/β (docs/theory.md#action); the
     zero-momentum correlator is an exact cosh at any L, so this holds in finite volume too.
     """
     return 1.0 / (math.cosh(1.0 / xi) + d - 1)
 
 
 def lcp_beta_guess(target_xi: float) -> float:
-    """β guess at λ = 0.5, d = 2 from the line of constant physics ξ = L/4 (physics.md §3).
+    """β guess at λ = 0.5, d = 2 from the line of constant physics ξ = L/4 (docs/theory.md#line-of-constant-physics).
 
     Linear interpolation of the table β(L) in log L at L = 4 ξ_target (linear extrapolation in
     log L beyond the table's ends). A guess only: ξ at fixed β also depends on the volume.

@@ -1,6 +1,6 @@
 """Host-side (NumPy) Monte Carlo error analysis: Wolff's Γ-method (hep-lat/0306017) and binning.
 
-Conventions: ``physics.md`` §8; formulas in :mod:`trivflow.analysis.gamma`.
+Conventions: docs/theory.md#gamma-method; formulas in :mod:`trivflow.analysis.gamma`.
 
 * :func:`gamma_method` — mean, error, τ_int with automatic window for data of shape (R, N_r).
 * :func:`derived` — the same for F = f(ā_1, …, ā_n) by linear error propagation.

@@ -1,7 +1,7 @@
 r"""Wolff's Γ-method for Monte Carlo error analysis (host-side NumPy).
 
 Reference: U. Wolff, "Monte Carlo errors with less errors", Comput. Phys. Commun. 156 (2004)
-143, hep-lat/0306017 (below: "Wolff eq. (n)"). Conventions follow ``physics.md`` §8 and, where
+143, hep-lat/0306017 (below: "Wolff eq. (n)"). Conventions follow docs/theory.md#gamma-method and, where
 that leaves a choice, pyerrors / ADerrors.
 
 Conventions (``data`` of shape ``(R, N_r)``: R replicas / chains of equal length N_r)
@@ -32,7 +32,7 @@ Conventions (``data`` of shape ``(R, N_r)``: R replicas / chains of equal length
   (τ_int(W) is first clipped from below at ½, as pyerrors does: anticorrelated data are given the
   naive error, never a smaller one.) The returned arrays ``gamma``, ``rho`` and ``tau_int_of_w`` are
   the *uncorrected* estimators defined above.
-* Errors: δτ_int = τ_int √((4W+2)/N) (Wolff eq. (42), as stated in physics.md §8; note that
+* Errors: δτ_int = τ_int √((4W+2)/N) (Wolff eq. (42), as stated in docs/theory.md#gamma-method; note that
   pyerrors uses the Madras–Sokal variant τ_int(W)·2√(|W+½−τ_int(W)|/N), smaller by a factor
   ≈ √(1 − τ/(W+½))), and the error of the error δσ = σ √((W+½)/N) (Wolff eq. (44)/pyerrors).
 
@@ -357,7 +357,7 @@ def gamma_method(
         Largest lag computed, 1 ≤ w_max ≤ N_r − 1 (default N_r // 2, as pyerrors). The window is
         searched in 1 … w_max.
     center : {"global", "replica"}
-        Subtract the mean of all data (default, physics.md §8) or each replica's mean (pyerrors).
+        Subtract the mean of all data (default, docs/theory.md#gamma-method) or each replica's mean (pyerrors).
 
     Returns
     -------

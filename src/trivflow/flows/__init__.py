@@ -1,4 +1,4 @@
-"""Normalizing flows for 2D lattice fields (physics.md §4).
+"""Normalizing flows for 2D lattice fields (docs/theory.md#flows).
 
 Convention: the generator g maps the trivial variable z to the field, φ = g(z) ("forward");
 ``log_det`` is always log|det ∂out/∂in| of the call direction. Everything acts on ONE

@@ -5,7 +5,7 @@ A 2D field ``z`` of shape ``(L0, L1)`` (both even) is split into four blocks of 
 
     block[(a, b)][u, v] = z[2u + a, 2v + b],   a, b ∈ {0, 1}.
 
-The checkerboard halves of physics.md §4 are unions of blocks:
+The checkerboard halves of docs/theory.md#flows are unions of blocks:
 A (Σ_μ x_μ even) = blocks (0, 0) and (1, 1); B (odd) = blocks (0, 1) and (1, 0).
 
 Why blocks: a circular k×k convolution of a field supported on one half, read on the other

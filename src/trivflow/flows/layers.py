@@ -1,4 +1,4 @@
-"""Bijections of one 2D configuration as Flax NNX modules (physics.md §4).
+"""Bijections of one 2D configuration as Flax NNX modules (docs/theory.md#flows).
 
 One convention, written once: every bijection has
 
@@ -86,7 +86,7 @@ def canonical_compute_dtype(compute_dtype) -> str | None:
 
 
 class Conditioner(nnx.Module):
-    """N: field on one checkerboard half → (s, t) on the other half (physics.md §4).
+    """N: field on one checkerboard half → (s, t) on the other half (docs/theory.md#flows).
 
     A stack of circular k×k convolutions without bias, channels 1 → h₁ → … → h_n → 2, with
     ``activation`` after each hidden convolution and ``output_activation`` (the paper: tanh)
@@ -307,7 +307,8 @@ def _half_pullback(cond: Conditioner, blocks_in, residuals, source, targets, g, 
         z̄_T = ȳ_T m,   s̄ = −sign(s)(ȳ_T z_T m + ld̄),   t̄ = ȳ_T,
         x̄_source += convᵀ(act'·s̄, act'·t̄),   ȳ_source passes through.
     In mixed precision s̄, t̄ and the transposed convolution are evaluated in the compute dtype
-    (a force needs no more: FHMC stays exact for any deterministic force, physics.md §7).
+    (a force needs no more: FHMC stays exact for any deterministic force,
+    docs/theory.md#the-pulled-back-action-and-flowed-hmc).
     """
     kernel = cond._kernel(0)
     cdt = residuals[targets[0]][0].dtype  # the dtype s, t were computed in
@@ -356,7 +357,7 @@ def _half_pullback(cond: Conditioner, blocks_in, residuals, source, targets, g, 
 
 
 class AffineCoupling(nnx.Module):
-    """The paper's affine coupling layer, updating both checkerboard halves (physics.md §4).
+    """The paper's affine coupling layer, updating both checkerboard halves (docs/theory.md#flows).
 
     Forward, z ↦ y (shapes ``(L0, L1)``, even extents):
 

@@ -1,4 +1,4 @@
-"""Flowed HMC (FHMC): HMC in φ̃ on the pulled-back action (physics.md §7).
+"""Flowed HMC (FHMC): HMC in φ̃ on the pulled-back action (docs/theory.md#the-pulled-back-action-and-flowed-hmc).
 
     S̃(φ̃) = S(g(φ̃)) − log|det J_g(φ̃)|,   φ = g(φ̃),
     ∂S̃/∂φ̃ = J_g(φ̃)ᵀ ∂S/∂φ|_{φ=g(φ̃)} − ∂ log|det J_g|/∂φ̃.

@@ -26,7 +26,7 @@ def phi4_value_and_grad(phi, params):
 
 
 def phi4_measure(phi, params):
-    """In-scan observables of physics.md §2 (``params`` unused, kept for the driver signature)."""
+    """In-scan observables of docs/theory.md#observables (``params`` unused, kept for the driver signature)."""
     del params
     return phi4_observables(phi)
 

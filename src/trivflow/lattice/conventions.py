@@ -1,4 +1,4 @@
-"""Conversions between coupling conventions (physics.md §1).
+"""Conversions between coupling conventions (docs/theory.md#action).
 
 * hopping parameter: β = 2κ;
 * the flow-tutorial convention of arXiv:1904.12072,

@@ -1,4 +1,4 @@
-"""Exact results of the free theory (λ = 0), physics.md §1.
+"""Exact results of the free theory (λ = 0), docs/theory.md#action.
 
 S = ½ φᵀAφ with lattice dispersion Â(p) = 2 − 2β Σ_μ cos p_μ, p_μ = 2πn_μ/L, stable for
 β < 1/d. All functions are host-side NumPy and exact up to rounding.
@@ -45,7 +45,7 @@ def log_z(L: int, d: int, beta: float) -> float:
 
 
 def zero_momentum_correlator(L: int, d: int, beta: float) -> np.ndarray:
-    """Exact ⟨s(x₀) s(x₀+t)⟩ for t = 0 … L/2, s the slice average (physics.md §2).
+    """Exact ⟨s(x₀) s(x₀+t)⟩ for t = 0 … L/2, s the slice average (docs/theory.md#observables).
 
     ⟨s(0)s(t)⟩ = (1/L^d) Σ_{p₀} e^{ip₀t} / Â(p₀, 0, …, 0).
     """

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 def checkerboard_mask(shape: tuple[int, ...], parity: int = 0) -> jnp.ndarray:
     """Boolean mask of the sites with Σ_μ x_μ ≡ parity (mod 2).
 
-    Parity 0 is the "A" (even) sublattice of physics.md §4, parity 1 the "B" (odd) one.
+    Parity 0 is the "A" (even) sublattice of docs/theory.md#flows, parity 1 the "B" (odd) one.
     Every extent must be even for the checkerboard to be consistent with periodicity.
     """
     for axis, extent in enumerate(shape):

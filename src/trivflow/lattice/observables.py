@@ -1,6 +1,6 @@
 """Observables of one configuration (measured on device) and the correlation length.
 
-Conventions (physics.md §2): M = (1/V) Σ_x φ_x, G(0) = (1/V) Σ_x φ_x², slice averages
+Conventions (docs/theory.md#observables): M = (1/V) Σ_x φ_x, G(0) = (1/V) Σ_x φ_x², slice averages
 s_μ(x₀) = mean of φ over the hyperplane x_μ = x₀, and the per-configuration zero-momentum
 correlator
 
@@ -47,7 +47,7 @@ def zero_momentum_correlator(phi: jnp.ndarray) -> jnp.ndarray:
 
 
 def phi4_observables(phi: jnp.ndarray) -> dict[str, jnp.ndarray]:
-    """All per-configuration observables of physics.md §2 for one configuration.
+    """All per-configuration observables of docs/theory.md#observables for one configuration.
 
     Returns a dict of scalars ``M, absM, M2, G0`` and the array ``C`` of shape (L//2 + 1,).
     """

@@ -1,6 +1,6 @@
 """The φ⁴ lattice action in hopping form, for one field of shape ``(*lattice)``.
 
-Convention (physics.md §1), periodic hypercubic lattice, every bond counted once::
+Convention (docs/theory.md#action), periodic hypercubic lattice, every bond counted once::
 
     S(φ) = Σ_x [ −β Σ_μ φ_{x+μ̂} φ_x + φ_x² + λ (φ_x² − 1)² ]
 

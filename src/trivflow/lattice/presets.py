@@ -1,4 +1,4 @@
-"""The line of constant physics ξ = L/4 at λ = 0.5 (physics.md §3)."""
+"""The line of constant physics ξ = L/4 at λ = 0.5 (docs/theory.md#line-of-constant-physics)."""
 
 from __future__ import annotations
 

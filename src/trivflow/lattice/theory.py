@@ -1,6 +1,6 @@
 """A validated φ⁴ theory: lattice geometry plus couplings, and the potential it defines.
 
-``Phi4Theory`` is the one place where the physics parameters are checked (physics.md §1):
+``Phi4Theory`` is the one place where the physics parameters are checked (docs/theory.md#action):
 bad values raise ``ValueError`` naming the key and the value, before anything is compiled.
 """
 

@@ -1,4 +1,4 @@
-"""Priors r(z) of the trivial variable (physics.md §5).
+"""Priors r(z) of the trivial variable (docs/theory.md#priors).
 
 All implement the :class:`Prior` protocol (``sample(key, B)``, ``log_prob(one config)``):
 

@@ -1,4 +1,4 @@
-"""The prior interface r(z) of physics.md §5 and the Gaussian prior."""
+"""The prior interface r(z) of docs/theory.md#priors and the Gaussian prior."""
 
 from __future__ import annotations
 

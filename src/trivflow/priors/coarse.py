@@ -1,4 +1,4 @@
-"""Priors from coarser or less critical lattices (physics.md §5; arXiv:2310.03381).
+"""Priors from coarser or less critical lattices (docs/theory.md#priors; arXiv:2310.03381).
 
 Each prior draws members of a stored ensemble of a source theory S_c = S_{β_c, λ} (see
 :mod:`trivflow.priors.ensemble`) uniformly *with replacement* inside jit, optionally with a

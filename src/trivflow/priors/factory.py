@@ -1,4 +1,4 @@
-"""Priors from the ``prior.*`` config (physics.md §5): validation, source theories, construction.
+"""Priors from the ``prior.*`` config (docs/theory.md#priors): validation, source theories, construction.
 
 ``prior.name``:
 

@@ -1,4 +1,4 @@
-"""Independence Metropolis–Hastings with proposals from a normalizing flow (physics.md §7).
+"""Independence Metropolis–Hastings with proposals from a normalizing flow (docs/theory.md#imh).
 
 A proposal is φ′ = g(z′), z′ ~ r, with log-weight w(φ′) = log q(φ′) + S(φ′)
 = log r(z′) − log|det J_g(z′)| + S(g(z′)). It is accepted with probability

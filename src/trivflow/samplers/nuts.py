@@ -1,6 +1,6 @@
 """NUTS through NumPyro, on any potential U(x, params) — S for plain sampling, S̃ for flowed.
 
-An adapter at the edge (design.md §3.8): NumPyro wants ``potential_fn(position)``, so the
+An adapter at the edge (docs/conventions.md): NumPyro wants ``potential_fn(position)``, so the
 params are bound here; the output is reshaped into trivflow's per-chain series so the same
 analysis and summary apply. NumPyro's NUTS also serves as an independent oracle in tests.
 """

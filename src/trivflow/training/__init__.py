@@ -1,4 +1,4 @@
-"""Training flows by reverse KL (physics.md §6): objective, metrics, loop, checkpoints."""
+"""Training flows by reverse KL (docs/theory.md#training-reverse-kl): objective, metrics, loop, checkpoints."""
 
 from .checkpoint import load_flow, save_flow
 from .loop import (

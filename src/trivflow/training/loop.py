@@ -1,4 +1,4 @@
-"""Reverse-KL training loop (physics.md §6): optax Adam with cosine decay, jitted step.
+"""Reverse-KL training loop (docs/theory.md#training-reverse-kl): optax Adam with cosine decay, jitted step.
 
 The step is one compiled function of a :class:`TrainState` (flow params, optimizer state, key,
 prior batch: arguments, donated, never closed-over constants); the metrics stay on device and

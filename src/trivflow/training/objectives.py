@@ -1,4 +1,4 @@
-"""Reverse-KL objective and the flow-quality metrics of physics.md §6, all on device.
+"""Reverse-KL objective and the flow-quality metrics of docs/theory.md#training-reverse-kl, all on device.
 
 With z ~ r and φ = g(z), the model density is q(φ) = r(z) |det J_g(z)|⁻¹ and the
 (unnormalised) target p(φ) ∝ e^{−S(φ)}. The log-weight of a sample is
@@ -63,7 +63,7 @@ def mh_acceptance(key: jax.Array, w: jnp.ndarray) -> jnp.ndarray:
     """Acceptance rate of the independence Metropolis chain run over a batch of weights.
 
     The chain starts at sample 0; proposal j = 1 … B−1 is accepted with probability
-    min{1, exp(w_current − w_j)} (physics.md §7: p(φ′)q(φ)/(p(φ)q(φ′)) = e^{w(φ) − w(φ′)}),
+    min{1, exp(w_current − w_j)} (docs/theory.md#imh: p(φ′)q(φ)/(p(φ)q(φ′)) = e^{w(φ) − w(φ′)}),
     sequentially, in a ``lax.scan``. Returns the fraction accepted (B − 1 proposals).
     The batch must be drawn independently of the parameters that produced w.
     """
