@@ -141,15 +141,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 # --------------------------------------------------------------------------------------------
 
 
-def flow_functions(k: int, variant: str, seed: int):
-    """(flow_fn, flow params) of the paper's flow with kernel size k for an FHMC variant."""
-    from trivflow.flows import build_flow, flow_forward, split_flow
+def benchmark_flow(k: int, variant: str, seed: int):
+    """The paper's flow with kernel size k as a :class:`trivflow.flows.Flow` for an FHMC variant:
+    a module flow (hand-written pullback), or for ``autodiff`` the same map as a callable flow
+    (force from ``jax.vjp``)."""
+    from trivflow.flows import Flow, build_flow, flow_forward, split_flow
 
     compute_dtype = "float32" if variant == "mixed" else None
     graphdef, params = split_flow(build_flow(kernel_size=k, seed=seed, compute_dtype=compute_dtype))
-    if variant == "autodiff":  # not a partial of flow_forward: trivflow.hmc.flowed falls back to jax.vjp
-        return (lambda p, z: flow_forward(graphdef, p, z)), params
-    return functools.partial(flow_forward, graphdef), params
+    if variant == "autodiff":
+        return Flow.from_callable(functools.partial(flow_forward, graphdef), params)
+    return Flow.from_module(graphdef, params)
 
 
 class FhmcRunner(hb.JaxRunner):
@@ -159,11 +161,9 @@ class FhmcRunner(hb.JaxRunner):
     def __init__(self, jax, L, C, beta, args, k, variant):
         super().__init__(jax, L, C, "float64", beta, args)
         hmc = self.hmc
-        flow_fn, flow_params = flow_functions(k, variant, args.seed)
-        self.kernel = hmc.fhmc_kernel(flow_fn, hmc.phi4_potential, num_steps=args.num_steps,
-                                      force_fn=hmc.phi4_force_fn)
-        self.params = {"flow": flow_params, "theory": self.params}
-        self.measure_fn = hmc.pulled_back_measure(flow_fn, hmc.phi4_measure)
+        self.kernel = hmc.fhmc_kernel(hmc.phi4_potential, num_steps=args.num_steps, force_fn=hmc.phi4_force_fn)
+        self.params = {"flow": benchmark_flow(k, variant, args.seed), "theory": self.params}
+        self.measure_fn = hmc.pulled_back_measure(hmc.phi4_measure)
         self.guess_ns = _FHMC_GUESS_FACTOR * self.guess_ns
         self.k, self.variant = k, variant
 
@@ -209,7 +209,7 @@ def run_training(jax, args) -> list[dict]:
     """train_flow steps/s at (train_L, train_batch, train_k) per dtype, interleaved repeats."""
     import jax.numpy as jnp
 
-    from trivflow.flows import build_flow, split_flow
+    from trivflow.flows import Flow, build_flow, split_flow
     from trivflow.lattice import phi4_action
     from trivflow.priors import GaussianPrior
     from trivflow.training import train_flow
@@ -220,13 +220,13 @@ def run_training(jax, args) -> list[dict]:
     setups = {}
     for name in args.train_dtypes:
         dt = jnp.dtype(name)
-        graphdef, params = split_flow(build_flow(kernel_size=k, seed=args.seed, dtype=dt))
-        setups[name] = (graphdef, params, GaussianPrior((L, L), dtype=dt))
+        flow = Flow.from_module(*split_flow(build_flow(kernel_size=k, seed=args.seed, dtype=dt)))
+        setups[name] = (flow, GaussianPrior((L, L), dtype=dt))
 
     def one(name, i):
-        graphdef, params, prior = setups[name]
+        flow, prior = setups[name]
         cpu0 = time.process_time()
-        _, h = train_flow(jax.random.key(args.seed + i), graphdef, params, prior, action, steps=n, batch_size=B,
+        _, h = train_flow(jax.random.key(args.seed + i), flow, prior, action, steps=n, batch_size=B,
                           log_every=n, progress=False)
         cpu = time.process_time() - cpu0
         wall, first = float(h["seconds"]), float(h["compile_seconds"])
@@ -285,19 +285,18 @@ def run_profile(jax, args) -> dict:
     cases["hmc measurement"] = (jax.jit(jax.vmap(hmc.phi4_measure, (0, None))), (x, tp), False)
     variants = list(dict.fromkeys([*args.variants, "autodiff"]))
     for v in variants:
-        flow_fn, fp = flow_functions(k, v, args.seed)
-        params = {"flow": fp, "theory": tp}
-        kern = hmc.fhmc_kernel(flow_fn, hmc.phi4_potential, num_steps=args.num_steps, force_fn=hmc.phi4_force_fn)
+        params = {"flow": benchmark_flow(k, v, args.seed), "theory": tp}
+        kern = hmc.fhmc_kernel(hmc.phi4_potential, num_steps=args.num_steps, force_fn=hmc.phi4_force_fn)
         states = jax.jit(jax.vmap(kern.init, (0, None)))(x, params)
-        vg = hmc.pulled_back_value_and_grad(flow_fn, hmc.phi4_potential, hmc.phi4_force_fn)
+        vg = hmc.pulled_back_value_and_grad(hmc.phi4_potential, hmc.phi4_force_fn)
         cases[f"fhmc {v} trajectory (kernel.step)"] = (step_fn(kern), (keys, states, params), True)
         cases[f"fhmc {v} force (S̃ and ∂S̃/∂φ̃)"] = (jax.jit(jax.vmap(vg, (0, None))), (x, params), False)
         if v != "autodiff":
-            fwd = hmc.flowed.flow_pullback_fn(flow_fn)  # the forward pass the measurement uses
+            # the forward pass the measurement uses
             cases[f"fhmc {v} flow forward g(φ̃)"] = (
-                jax.jit(jax.vmap(lambda z, p, f=fwd: f(p["flow"], z)[0], (0, None))), (x, params), False)
+                jax.jit(jax.vmap(lambda z, p: p["flow"].forward_and_pullback(z)[0], (0, None))), (x, params), False)
             cases[f"fhmc {v} measurement (g, then observables)"] = (
-                jax.jit(jax.vmap(hmc.pulled_back_measure(flow_fn, hmc.phi4_measure), (0, None))), (x, params), False)
+                jax.jit(jax.vmap(hmc.pulled_back_measure(hmc.phi4_measure), (0, None))), (x, params), False)
     res = {}
     for name, (fn, a, per_step) in cases.items():
         sec = hb.best_seconds(jax, fn, *a)
@@ -341,11 +340,11 @@ def run_accuracy(jax, args) -> dict:
         for k in args.k:
             beta, _ = hb.beta_for(L, args.beta)
             theory = lattice.Phi4Theory(L=L, d=2, beta=beta, lam=args.lam)
-            flow_fn, fp = flow_functions(k, "exact", args.seed)
-            gd = flow_fn.args[0]
+            flow = benchmark_flow(k, "exact", args.seed)
+            gd, fp = flow.graphdef, flow.params
             gd32 = with_compute_dtype(gd, fp, "float32")
-            params = {"flow": fp, "theory": hmc.phi4_params(theory)}
-            kern = hmc.fhmc_kernel(flow_fn, hmc.phi4_potential, num_steps=args.num_steps, force_fn=hmc.phi4_force_fn)
+            params = {"flow": flow, "theory": hmc.phi4_params(theory)}
+            kern = hmc.fhmc_kernel(hmc.phi4_potential, num_steps=args.num_steps, force_fn=hmc.phi4_force_fn)
             res = hmc.run_chains(jax.random.key(args.seed), kern,
                                  hmc.random_positions(jax.random.key(args.seed + 1), C, theory.shape), params,
                                  step_size=args.traj_length / args.num_steps, num_traj=1, num_therm=n_therm,

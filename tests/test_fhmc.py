@@ -10,7 +10,7 @@ from checks import assert_same_mean, leapfrog_round_trip
 from numpyro.infer.hmc_util import velocity_verlet
 
 from trivflow import hmc, lattice
-from trivflow.flows import build_flow, flow_forward, split_flow
+from trivflow.flows import Flow, build_flow, split_flow
 from trivflow.priors import GaussianPrior
 from trivflow.samplers import flow_proposal, run_imh
 
@@ -29,24 +29,23 @@ def untrained_flow(kernel_size=3, log_scale=0.1):
 
 
 def fhmc_setup(theory=THEORY):
-    graphdef, flow_params = untrained_flow()
-    flow_fn = functools.partial(flow_forward, graphdef)
-    params = {"flow": flow_params, "theory": hmc.phi4_params(theory)}
-    return flow_fn, params
+    """``params = {"flow": Flow, "theory": ...}`` of the untrained flow, the form every flow
+    sampler takes."""
+    return {"flow": Flow.from_module(*untrained_flow()), "theory": hmc.phi4_params(theory)}
 
 
 def test_untrained_flow_is_not_the_identity():
-    flow_fn, params = fhmc_setup()
+    params = fhmc_setup()
     z = jax.random.normal(jax.random.key(0), THEORY.shape)
-    phi, log_det = flow_fn(params["flow"], z)
+    phi, log_det = params["flow"].forward(z)
     assert float(jnp.max(jnp.abs(phi - z))) > 0.05 and abs(float(log_det)) > 1.0
 
 
 @pytest.mark.parametrize("analytic", [True, False])
 def test_pulled_back_force_equals_autodiff_and_finite_differences(analytic):
-    flow_fn, params = fhmc_setup()
-    potential = hmc.pulled_back_potential(flow_fn, hmc.phi4_potential)
-    vg = hmc.pulled_back_value_and_grad(flow_fn, hmc.phi4_potential, hmc.phi4_force_fn if analytic else None)
+    params = fhmc_setup()
+    potential = hmc.pulled_back_potential(hmc.phi4_potential)
+    vg = hmc.pulled_back_value_and_grad(hmc.phi4_potential, hmc.phi4_force_fn if analytic else None)
     x = jax.random.normal(jax.random.key(1), THEORY.shape)
     value, grad = jax.jit(vg)(x, params)
     assert float(value) == pytest.approx(float(potential(x, params)), rel=1e-12)
@@ -59,9 +58,9 @@ def test_pulled_back_force_equals_autodiff_and_finite_differences(analytic):
 
 
 def test_fhmc_trajectory_matches_numpyro_velocity_verlet_on_the_pulled_back_action():
-    flow_fn, params = fhmc_setup()
-    potential = hmc.pulled_back_potential(flow_fn, hmc.phi4_potential)
-    vg = hmc.pulled_back_value_and_grad(flow_fn, hmc.phi4_potential, hmc.phi4_force_fn)
+    params = fhmc_setup()
+    potential = hmc.pulled_back_potential(hmc.phi4_potential)
+    vg = hmc.pulled_back_value_and_grad(hmc.phi4_potential, hmc.phi4_force_fn)
     x0 = jax.random.normal(jax.random.key(2), THEORY.shape)
     p0 = jax.random.normal(jax.random.key(3), THEORY.shape)
     init_fn, update_fn = velocity_verlet(lambda x: potential(x, params), lambda m, r: 0.5 * jnp.sum(r * r))
@@ -76,8 +75,8 @@ def test_fhmc_trajectory_matches_numpyro_velocity_verlet_on_the_pulled_back_acti
 
 
 def test_fhmc_is_reversible():
-    flow_fn, params = fhmc_setup()
-    vg = hmc.pulled_back_value_and_grad(flow_fn, hmc.phi4_potential, hmc.phi4_force_fn)
+    params = fhmc_setup()
+    vg = hmc.pulled_back_value_and_grad(hmc.phi4_potential, hmc.phi4_force_fn)
     x0 = jax.random.normal(jax.random.key(4), THEORY.shape)
     p0 = jax.random.normal(jax.random.key(5), THEORY.shape)
     dx, dp = leapfrog_round_trip(lambda y: vg(y, params), x0, p0)
@@ -86,13 +85,13 @@ def test_fhmc_is_reversible():
 
 def test_fhmc_with_an_untrained_flow_reproduces_hmc():
     """Exactness: any invertible g gives the same ⟨M²⟩, ⟨|M|⟩ (within 3σ combined)."""
-    flow_fn, params = fhmc_setup()
+    params = fhmc_setup()
     common = dict(step_size=0.1, num_traj=4000, num_therm=200, chunk_size=2000, progress=False)
     pos = hmc.random_positions(jax.random.key(10), 32, THEORY.shape)
     ref = hmc.run_chains(jax.random.key(11), hmc.phi4_kernel(10), pos, params["theory"],
                          measure_fn=hmc.phi4_measure, **common)
-    kernel = hmc.fhmc_kernel(flow_fn, hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn)
-    measure = hmc.pulled_back_measure(flow_fn, hmc.phi4_measure)
+    kernel = hmc.fhmc_kernel(hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn)
+    measure = hmc.pulled_back_measure(hmc.phi4_measure)
     res = hmc.run_chains(jax.random.key(12), kernel, pos, params, measure_fn=measure, **common)
     assert res.acceptance > 0.8
     assert abs(float(np.mean(np.exp(-res.delta_H))) - 1.0) < 0.01
@@ -103,8 +102,8 @@ def test_fhmc_with_an_untrained_flow_reproduces_hmc():
 def test_independence_mh_with_an_untrained_flow_is_exact_on_a_small_lattice():
     # weak couplings, where the untrained flow's proposals overlap well enough for short runs
     theory = lattice.Phi4Theory(L=4, d=2, beta=0.3, lam=0.2)
-    flow_fn, params = fhmc_setup(theory)
-    propose = flow_proposal(flow_fn, GaussianPrior(theory.shape), hmc.phi4_potential)
+    params = fhmc_setup(theory)
+    propose = flow_proposal(GaussianPrior(theory.shape), hmc.phi4_potential)
     res = run_imh(jax.random.key(0), propose, params, num_chains=8, num_steps=8000, batch_size=4000,
                   measure_fn=hmc.phi4_measure, progress=False)
     pos = hmc.random_positions(jax.random.key(1), 16, theory.shape)

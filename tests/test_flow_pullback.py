@@ -1,15 +1,14 @@
 """The FHMC force path of the flows: hand-written pullbacks, fusion stages, mixed precision.
 
 * ``flow_forward_and_pullback`` equals ``jax.vjp`` of ``flow_forward`` (float64, every
-  registered variant, any cotangents), and FHMC picks it up for ``partial(flow_forward, graphdef)``.
+  registered variant, any cotangents), and a ``Flow.from_module`` uses it for the FHMC force
+  (a ``Flow.from_callable`` uses ``jax.vjp``, with the same result).
 * ``compute_dtype="float32"`` (mixed precision): the log-det is that of the map actually
   computed (against the autodiff Jacobian to 1e-9), the round trip is float64-exact (1e-12),
   φ and the force agree with float64 to float32 accuracy, and FHMC still reproduces HMC.
 """
 
 from __future__ import annotations
-
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +19,7 @@ from checks import assert_same_mean, leapfrog_round_trip
 from trivflow import hmc, lattice
 from trivflow.flows import (
     FLOW_REGISTRY,
+    Flow,
     FlowConfig,
     build_flow,
     flow_forward,
@@ -30,7 +30,6 @@ from trivflow.flows import (
     with_compute_dtype,
 )
 from trivflow.flows.checkerboard import fusion_stage
-from trivflow.hmc.flowed import flow_pullback_fn
 
 NAMES = sorted(FLOW_REGISTRY)
 THEORY = lattice.preset("L8")
@@ -97,30 +96,20 @@ def test_pullback_vmapped_matches_single_configurations():
         np.testing.assert_allclose(batched[i], vjp((phi_bar[i], -1.0))[0], rtol=0, atol=1e-12)
 
 
-def test_fhmc_uses_the_pullback_for_partials_of_flow_forward():
-    graphdef, _ = _flow("minimal_k3")
-    fast = flow_pullback_fn(functools.partial(flow_forward, graphdef))
-    assert isinstance(fast, functools.partial) and fast.func is flow_forward_and_pullback
-    generic = flow_pullback_fn(lambda p, z: flow_forward(graphdef, p, z))
-    assert not isinstance(generic, functools.partial)
-
-    class WithMethod:
-        def __call__(self, p, z):
-            return flow_forward(graphdef, p, z)
-
-        def forward_and_pullback(self, p, z):
-            return flow_forward_and_pullback(graphdef, p, z)
-
-    obj = WithMethod()
-    assert flow_pullback_fn(obj) == obj.forward_and_pullback
-    # both routes give the same FHMC force
-    _, params = _flow("minimal_k3")
-    p = {"flow": params, "theory": hmc.phi4_params(THEORY)}
+def test_a_module_flow_uses_the_pullback_and_a_callable_flow_jax_vjp():
+    graphdef, params = _flow("minimal_k3")
+    module_flow = Flow.from_module(graphdef, params)
+    callable_flow = Flow.from_callable(lambda q, z: flow_forward(graphdef, q, z), params)
     x = _field(THEORY.shape, 5)
-    f1 = hmc.pulled_back_value_and_grad(functools.partial(flow_forward, graphdef), hmc.phi4_potential,
-                                        hmc.phi4_force_fn)(x, p)
-    f2 = hmc.pulled_back_value_and_grad(lambda q, z: flow_forward(graphdef, q, z), hmc.phi4_potential,
-                                        hmc.phi4_force_fn)(x, p)
+    # the module flow's pullback IS the hand-written one (same jaxpr), the callable's is jax.vjp
+    fast = jax.make_jaxpr(lambda f, z: f.forward_and_pullback(z)[2](z, -1.0))(module_flow, x)
+    hand = jax.make_jaxpr(lambda q, z: flow_forward_and_pullback(graphdef, q, z)[2](z, -1.0))(params, x)
+    slow = jax.make_jaxpr(lambda f, z: f.forward_and_pullback(z)[2](z, -1.0))(callable_flow, x)
+    assert str(fast) == str(hand) and str(slow) != str(hand)
+    # both routes give the same FHMC force
+    vg = hmc.pulled_back_value_and_grad(hmc.phi4_potential, hmc.phi4_force_fn)
+    f1 = vg(x, {"flow": module_flow, "theory": hmc.phi4_params(THEORY)})
+    f2 = vg(x, {"flow": callable_flow, "theory": hmc.phi4_params(THEORY)})
     np.testing.assert_allclose(f1[0], f2[0], rtol=1e-14)
     np.testing.assert_allclose(f1[1], f2[1], rtol=0, atol=1e-12)
 
@@ -190,13 +179,11 @@ def test_mixed_precision_accuracy(name):
     phi64, ld64 = flow_forward(graphdef64, params, z)
     assert float(jnp.max(jnp.abs(phi - phi64))) < 1e-5 * float(jnp.max(jnp.abs(phi64)))
     assert abs(float(ld - ld64)) < 1e-5 * max(1.0, abs(float(ld64)))
-    p = {"flow": params, "theory": hmc.phi4_params(THEORY)}
+    theory = hmc.phi4_params(THEORY)
     x = _field(THEORY.shape, 8)
-    vg32 = hmc.pulled_back_value_and_grad(functools.partial(flow_forward, graphdef), hmc.phi4_potential,
-                                          hmc.phi4_force_fn)
-    vg64 = hmc.pulled_back_value_and_grad(functools.partial(flow_forward, graphdef64), hmc.phi4_potential,
-                                          hmc.phi4_force_fn)
-    (s32, f32), (s64, f64) = jax.jit(vg32)(x, p), jax.jit(vg64)(x, p)
+    vg = jax.jit(hmc.pulled_back_value_and_grad(hmc.phi4_potential, hmc.phi4_force_fn))
+    s32, f32 = vg(x, {"flow": Flow.from_module(graphdef, params), "theory": theory})
+    s64, f64 = vg(x, {"flow": Flow.from_module(graphdef64, params), "theory": theory})
     assert abs(float(s32 - s64)) < 1e-5 * abs(float(s64))
     assert float(jnp.linalg.norm(f32 - f64)) < 1e-5 * float(jnp.linalg.norm(f64))
 
@@ -206,9 +193,8 @@ def test_mixed_precision_fhmc_is_reversible():
     are piecewise constant at their rounding scale, and the reversed trajectory, off by
     float64 rounding, crosses some of those steps."""
     graphdef, params = _flow("minimal_k3", compute_dtype="float32")
-    p = {"flow": params, "theory": hmc.phi4_params(THEORY)}
-    vg = hmc.pulled_back_value_and_grad(functools.partial(flow_forward, graphdef), hmc.phi4_potential,
-                                        hmc.phi4_force_fn)
+    p = {"flow": Flow.from_module(graphdef, params), "theory": hmc.phi4_params(THEORY)}
+    vg = hmc.pulled_back_value_and_grad(hmc.phi4_potential, hmc.phi4_force_fn)
     x0, p0 = _field(THEORY.shape, 9, 1.0), _field(THEORY.shape, 10, 1.0)
     dx, dp = leapfrog_round_trip(lambda y: vg(y, p), x0, p0)
     assert dx < 1e-6 and dp < 1e-6
@@ -219,15 +205,14 @@ def test_mixed_precision_fhmc_reproduces_hmc():
     graphdef, params = split_flow(build_flow(kernel_size=3, seed=7, compute_dtype="float32"))
     leaves, treedef = jax.tree_util.tree_flatten(params)
     params = jax.tree_util.tree_unflatten(treedef, [jnp.full_like(x, 0.1) if x.size == 1 else x for x in leaves])
-    flow_fn = functools.partial(flow_forward, graphdef)
-    p = {"flow": params, "theory": hmc.phi4_params(THEORY)}
+    p = {"flow": Flow.from_module(graphdef, params), "theory": hmc.phi4_params(THEORY)}
     common = dict(step_size=0.1, num_traj=4000, num_therm=200, chunk_size=2000, progress=False)
     pos = hmc.random_positions(jax.random.key(20), 32, THEORY.shape)
     ref = hmc.run_chains(jax.random.key(21), hmc.phi4_kernel(10), pos, p["theory"], measure_fn=hmc.phi4_measure,
                          **common)
-    kernel = hmc.fhmc_kernel(flow_fn, hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn)
+    kernel = hmc.fhmc_kernel(hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn)
     res = hmc.run_chains(jax.random.key(22), kernel, pos, p,
-                         measure_fn=hmc.pulled_back_measure(flow_fn, hmc.phi4_measure), **common)
+                         measure_fn=hmc.pulled_back_measure(hmc.phi4_measure), **common)
     assert res.acceptance > 0.8
     assert abs(float(np.mean(np.exp(-res.delta_H))) - 1.0) < 0.01
     for name in ("M2", "absM", "G0"):

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trivflow.flows import build_flow, split_flow
+from trivflow.flows import Flow, build_flow, split_flow
 from trivflow.lattice.phi4 import phi4_action
 from trivflow.priors import CoarseTheoryPrior, GaussianPrior, Interleave4Prior, InterpolationPrior
 from trivflow.priors.base import _StaticPrior, as_pytree
@@ -53,15 +53,15 @@ def test_gaussian_prior_has_no_leaves_and_other_priors_are_wrapped():
 
 def test_train_step_does_not_embed_the_ensemble_and_is_shared_between_ensembles():
     L, n = 8, 4000  # 2 MB of float64
-    graphdef, params = split_flow(build_flow(kernel_size=3))
+    flow = Flow.from_module(*split_flow(build_flow(kernel_size=3)))
     action = functools.partial(phi4_action, beta=0.576, lam=0.5)
     optimizer = make_optimizer(0.01, 10)
     p1 = CoarseTheoryPrior(ensemble(n, L, 0), beta=0.576, lam=0.5)
     p2 = CoarseTheoryPrior(ensemble(n, L, 1), beta=0.576, lam=0.5)
-    init1, step1 = make_train_step(graphdef, p1, action, optimizer, 16)
-    init2, step2 = make_train_step(graphdef, p2, action, optimizer, 16)
+    init1, step1 = make_train_step(p1, action, optimizer, 16)
+    init2, step2 = make_train_step(p2, action, optimizer, 16)
     assert step1.func is step2.func  # one compiled step for both ensembles
-    state = init1(params, jax.random.key(0))
+    state = init1(flow, jax.random.key(0))
     hlo = step1.func.lower(state, p1).as_text()
     assert len(hlo) < 200_000, f"the compiled step is {len(hlo)} characters: the ensemble is embedded"
     # and the step really uses its argument: the next batch comes from p1's members
@@ -72,10 +72,10 @@ def test_train_step_does_not_embed_the_ensemble_and_is_shared_between_ensembles(
 
 
 def test_training_with_an_ensemble_prior_is_reproducible():
-    graphdef, params = split_flow(build_flow(kernel_size=3))
+    flow = Flow.from_module(*split_flow(build_flow(kernel_size=3)))
     action = functools.partial(phi4_action, beta=0.576, lam=0.5)
     prior = Interleave4Prior(ensemble(64, 4), beta=0.45, lam=0.5)
-    runs = [train_flow(jax.random.key(3), graphdef, params, prior, action, steps=6, batch_size=8, log_every=3,
+    runs = [train_flow(jax.random.key(3), flow, prior, action, steps=6, batch_size=8, log_every=3,
                        progress=False)[1]["loss"] for _ in range(2)]
     np.testing.assert_array_equal(*runs)
     assert np.all(np.isfinite(runs[0]))

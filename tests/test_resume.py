@@ -157,13 +157,13 @@ def test_run_imh_resume_is_bit_for_bit(tmp_path, monkeypatch):
 
 
 def test_train_flow_resume_is_bit_for_bit(tmp_path):
-    from trivflow.flows import build_flow, split_flow
+    from trivflow.flows import Flow, build_flow, split_flow
     from trivflow.lattice.phi4 import phi4_action
     from trivflow.priors import GaussianPrior
     from trivflow.training import train_flow
 
-    graphdef, params = split_flow(build_flow(kernel_size=3, num_layers=1, seed=0))
-    args = (graphdef, params, GaussianPrior(THEORY.shape), partial(phi4_action, beta=0.576, lam=0.5))
+    flow = Flow.from_module(*split_flow(build_flow(kernel_size=3, num_layers=1, seed=0)))
+    args = (flow, GaussianPrior(THEORY.shape), partial(phi4_action, beta=0.576, lam=0.5))
     kw = dict(steps=30, batch_size=8, lr=0.01, log_every=5, progress=False)
     ref_params, ref_hist = train_flow(jax.random.key(3), *args, **kw)
     path = tmp_path / "train.npz"

@@ -21,12 +21,9 @@ SCRIPT = textwrap.dedent(
     import jax, numpy as np
     jax.config.update("jax_enable_x64", True)
     from trivflow import hmc
-    from trivflow.flows import build_flow, flow_forward, split_flow
+    from trivflow.flows import Flow, build_flow, split_flow
     from trivflow.hmc.flowed import fhmc_kernel, pulled_back_measure
     from trivflow.lattice.theory import Phi4Theory
-    from trivflow.priors import GaussianPrior
-    from trivflow.samplers import flow_proposal, run_imh
-    from functools import partial
 
     out = sys.argv[1]
     th = Phi4Theory(L=4, d=2, beta=0.576, lam=0.5)
@@ -36,12 +33,11 @@ SCRIPT = textwrap.dedent(
     res = {}
     r = hmc.run_chains(jax.random.key(1), hmc.phi4_kernel(5), pos, tp, measure_fn=hmc.phi4_measure, **kw)
     res["hmc"] = r
-    graphdef, fp = split_flow(build_flow(kernel_size=3, num_layers=1, seed=3))
-    fwd = partial(flow_forward, graphdef)
-    kernel = fhmc_kernel(fwd, hmc.phi4_potential, num_steps=5, force_fn=hmc.phi4_force_fn)
-    params = {"flow": fp, "theory": tp}
+    flow = Flow.from_module(*split_flow(build_flow(kernel_size=3, num_layers=1, seed=3)))
+    kernel = fhmc_kernel(hmc.phi4_potential, num_steps=5, force_fn=hmc.phi4_force_fn)
+    params = {"flow": flow, "theory": tp}
     res["fhmc"] = hmc.run_chains(jax.random.key(2), kernel, pos, params,
-                                 measure_fn=pulled_back_measure(fwd, hmc.phi4_measure), **kw)
+                                 measure_fn=pulled_back_measure(hmc.phi4_measure), **kw)
     arrays = {}
     for name, r in res.items():
         for k, v in r.observables.items():

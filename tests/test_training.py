@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trivflow.flows import build_flow, flow_forward, split_flow
+from trivflow.flows import Flow, build_flow, flow_forward, split_flow
 from trivflow.lattice import phi4_action
 from trivflow.priors import GaussianPrior
 from trivflow.training import (
@@ -25,6 +25,11 @@ from trivflow.training import (
 )
 
 L8_ACTION = functools.partial(phi4_action, beta=0.576, lam=0.5)
+
+
+def module_flow(**kwargs) -> Flow:
+    """A coupling flow built by :func:`build_flow` as a :class:`Flow`."""
+    return Flow.from_module(*split_flow(build_flow(**kwargs)))
 
 
 # --- metrics -------------------------------------------------------------------------------------
@@ -60,18 +65,19 @@ def test_mh_acceptance_matches_sequential_chain():
 
 def test_weights_formula():
     graphdef, params = split_flow(build_flow(kernel_size=3, seed=3))
+    flow = Flow.from_module(graphdef, params)
     prior = GaussianPrior((8, 8))
     z = prior.sample(jax.random.PRNGKey(4), 3)
     log_r = jax.vmap(prior.log_prob)(z)
-    loss_fn = jax.jit(lambda p, z, lr: reverse_kl_loss(graphdef, p, z, lr, L8_ACTION))
-    loss, w = loss_fn(params, z, log_r)
+    loss_fn = jax.jit(lambda f, z, lr: reverse_kl_loss(f, z, lr, L8_ACTION))
+    loss, w = loss_fn(flow, z, log_r)
     single = jax.jit(lambda p, x: (flow_forward(graphdef, p, x), L8_ACTION(flow_forward(graphdef, p, x)[0])))
     for i in range(3):
         (_, log_det), action = single(params, z[i])
         assert float(w[i]) == pytest.approx(float(log_r[i] - log_det + action), abs=1e-12)
     assert float(loss) == pytest.approx(float(jnp.mean(w)), abs=1e-13)
     # log r carries no gradient
-    g = jax.jit(jax.grad(lambda lr: reverse_kl_loss(graphdef, params, z, lr, L8_ACTION)[0]))(log_r)
+    g = jax.jit(jax.grad(lambda lr: reverse_kl_loss(flow, z, lr, L8_ACTION)[0]))(log_r)
     np.testing.assert_array_equal(g, 0.0)
 
 
@@ -81,15 +87,13 @@ def test_weights_formula():
 @pytest.fixture(scope="module")
 def trained_l8():
     """The paper's flow (k = 3, 1 layer, 37 params) trained at L = 8, β = 0.576, λ = 0.5."""
-    graphdef, params = split_flow(build_flow(kernel_size=3, seed=0))
+    flow = module_flow(kernel_size=3, seed=0)
     prior = GaussianPrior((8, 8))
-    before = evaluate_flow(jax.random.PRNGKey(100), graphdef, params, prior, L8_ACTION, batch_size=4000)
-    trained, history = train_flow(
-        jax.random.PRNGKey(0), graphdef, params, prior, L8_ACTION, steps=300, batch_size=256, log_every=50,
-        progress=False,
-    )
-    after = evaluate_flow(jax.random.PRNGKey(100), graphdef, trained, prior, L8_ACTION, batch_size=4000)
-    return dict(graphdef=graphdef, params=params, trained=trained, history=history, before=before, after=after)
+    before = evaluate_flow(jax.random.PRNGKey(100), flow, prior, L8_ACTION, batch_size=4000)
+    trained, history = train_flow(jax.random.PRNGKey(0), flow, prior, L8_ACTION, steps=300, batch_size=256,
+                                  log_every=50, progress=False)
+    after = evaluate_flow(jax.random.PRNGKey(100), trained, prior, L8_ACTION, batch_size=4000)
+    return dict(flow=flow, trained=trained, history=history, before=before, after=after)
 
 
 def test_training_lowers_loss_and_raises_acceptance(trained_l8):
@@ -104,7 +108,7 @@ def test_training_lowers_loss_and_raises_acceptance(trained_l8):
     assert before["mh_acceptance"] < 0.015
     assert after["mh_acceptance"] > 0.025
     assert after["mh_acceptance"] > 4 * before["mh_acceptance"]
-    log_scale = float(trained_l8["trained"]["layers"][1]["log_scale"][...])
+    log_scale = float(trained_l8["trained"].params["layers"][1]["log_scale"][...])
     assert -0.6 < log_scale < -0.1  # the field is narrower than N(0,1): the map contracts
 
 
@@ -123,7 +127,7 @@ def test_training_history(trained_l8):
 
 def test_caller_params_untouched(trained_l8):
     """train_flow donates its working copy, never the caller's arrays."""
-    params = trained_l8["params"]
+    params = trained_l8["flow"].params
     assert float(params["layers"][1]["log_scale"][...]) == 0.0
     assert np.isfinite(np.asarray(params["layers"][0]["net_a"]["kernels"][0][...])).all()
 
@@ -135,17 +139,17 @@ def test_free_gaussian_target_reaches_log_z():
     L, V = 4, 16
     action = functools.partial(phi4_action, beta=0.0, lam=0.0)
     prior = GaussianPrior((L, L))
-    graphdef, params = split_flow(build_flow(kernel_size=3, seed=1))
+    flow = module_flow(kernel_size=3, seed=1)
     kw = dict(steps=200, batch_size=256, lr=0.02, log_every=40, progress=False)
-    trained, h = train_flow(jax.random.PRNGKey(5), graphdef, params, prior, action, **kw)
+    trained, h = train_flow(jax.random.PRNGKey(5), flow, prior, action, **kw)
     log_z = 0.5 * V * math.log(math.pi)
-    ev = evaluate_flow(jax.random.PRNGKey(6), graphdef, trained, prior, action, batch_size=4000)
+    ev = evaluate_flow(jax.random.PRNGKey(6), trained, prior, action, batch_size=4000)
     # recorded: loss + log Z = 0.002, ESS 0.997, MH acceptance 0.967, a = −0.334 (−0.347 exact)
     assert -log_z - 0.01 < ev["loss"] < -log_z + 0.03
-    assert float(trained["layers"][1]["log_scale"][...]) == pytest.approx(-0.5 * math.log(2.0), abs=0.03)
+    assert float(trained.params["layers"][1]["log_scale"][...]) == pytest.approx(-0.5 * math.log(2.0), abs=0.03)
     assert ev["mh_acceptance"] > 0.9 and ev["ess"] > 0.95
 
-    trained2, h2 = train_flow(jax.random.PRNGKey(5), graphdef, params, prior, action, **kw)
+    trained2, h2 = train_flow(jax.random.PRNGKey(5), flow, prior, action, **kw)
     np.testing.assert_array_equal(h["loss"], h2["loss"])
     calls = []
 
@@ -153,7 +157,7 @@ def test_free_gaussian_target_reaches_log_z():
         calls.append((step, metrics))
         return step >= 80
 
-    _, h3 = train_flow(jax.random.PRNGKey(5), graphdef, params, prior, action, callback=stop_at_80, **kw)
+    _, h3 = train_flow(jax.random.PRNGKey(5), flow, prior, action, callback=stop_at_80, **kw)
     assert [c[0] for c in calls] == [40, 80] and set(calls[0][1]) == {"loss", "ess", "mh_acceptance"}
     assert h3["loss"].shape == (80,)
     np.testing.assert_array_equal(h3["loss"], h["loss"][:80])
@@ -163,10 +167,9 @@ def test_nan_loss_stops_with_clear_error(trained_l8):
     """A non-finite loss stops training at the next log point with an error naming the first
     bad step. Here the action returns NaN because the flow's parameters are NaN (fields are
     NaN); the fixture's settings are reused so the compiled step is too."""
-    graphdef, params = trained_l8["graphdef"], trained_l8["params"]
-    nan_params = jax.tree_util.tree_map(lambda x: x * jnp.nan, params)
+    nan_flow = jax.tree_util.tree_map(lambda x: x * jnp.nan, trained_l8["flow"])
     with pytest.raises(NonFiniteLossError, match=r"non-finite training loss nan at step 1\b") as err:
-        train_flow(jax.random.PRNGKey(0), graphdef, nan_params, GaussianPrior((8, 8)), L8_ACTION, steps=300,
+        train_flow(jax.random.PRNGKey(0), nan_flow, GaussianPrior((8, 8)), L8_ACTION, steps=300,
                    batch_size=256, log_every=5, progress=False)
     assert isinstance(err.value, FloatingPointError) and err.value.step == 1 and math.isnan(err.value.value)
 
@@ -177,17 +180,15 @@ def test_nan_loss_stops_with_clear_error(trained_l8):
      (dict(lr=float("nan")), "lr=nan"), (dict(log_every=0), "log_every=0"), (dict(steps=2.5), "steps=2.5")],
 )
 def test_bad_training_settings_raise(kwargs, text):
-    graphdef, params = split_flow(build_flow())
     with pytest.raises(ValueError, match=text):
-        train_flow(jax.random.PRNGKey(0), graphdef, params, GaussianPrior((4, 4)), L8_ACTION, progress=False,
-                   **kwargs)
+        train_flow(jax.random.PRNGKey(0), module_flow(), GaussianPrior((4, 4)), L8_ACTION, progress=False, **kwargs)
 
 
 # --- checkpoints -----------------------------------------------------------------------------------
 
 
 def test_save_load_round_trip_at_other_L(tmp_path, trained_l8):
-    graphdef, params = trained_l8["graphdef"], trained_l8["trained"]
+    graphdef, params = trained_l8["trained"].graphdef, trained_l8["trained"].params
     config = {"kernel_size": 3, "num_layers": 1, "seed": 0,
               "lattice": {"L": 8, "d": 2, "beta": 0.576, "lam": 0.5}}
     path = save_flow(tmp_path / "flow", params, config)
@@ -243,10 +244,9 @@ def test_float32_and_custom_unhashable_prior():
 
     prior = WidePrior((4, 4))
     assert isinstance(prior, Prior)
-    graphdef, params = split_flow(build_flow(dtype=jnp.float32))
-    trained, h = train_flow(jax.random.PRNGKey(0), graphdef, params, prior, L8_ACTION, steps=10, batch_size=16,
-                            log_every=5, progress=False)
+    trained, h = train_flow(jax.random.PRNGKey(0), module_flow(dtype=jnp.float32), prior, L8_ACTION, steps=10,
+                            batch_size=16, log_every=5, progress=False)
     assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(trained))
     assert np.isfinite(h["loss"]).all() and h["loss"][-3:].mean() < h["loss"][:3].mean()
-    ev = evaluate_flow(jax.random.PRNGKey(1), graphdef, trained, prior, L8_ACTION, batch_size=64)
+    ev = evaluate_flow(jax.random.PRNGKey(1), trained, prior, L8_ACTION, batch_size=64)
     assert all(np.isfinite(v) for v in ev.values())

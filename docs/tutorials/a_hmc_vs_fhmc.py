@@ -72,12 +72,12 @@ print(f"HMC acceptance {res_hmc.acceptance:.3f}, {res_hmc.traj_per_second:.0f} c
 # KL from a Gaussian prior (Adam, lr 0.01 with cosine decay, batch 500).
 
 # %%
-graphdef, params = flows.split_flow(flows.build_flow(kernel_size=3))
-print("parameters:", flows.num_params(params))
+# one object: the flax NNX module split into its structure and its parameters
+flow = flows.Flow.from_module(*flows.split_flow(flows.build_flow(kernel_size=3)))
+print("parameters:", flows.num_params(flow.params))
 action = partial(lattice.phi4_action, beta=theory.beta, lam=theory.lam)
-params, history = training.train_flow(jax.random.key(2), graphdef, params,
-                                      priors.GaussianPrior(theory.shape), action,
-                                      steps=TRAIN_STEPS, batch_size=500, lr=0.01, progress=False)
+flow, history = training.train_flow(jax.random.key(2), flow, priors.GaussianPrior(theory.shape), action,
+                                    steps=TRAIN_STEPS, batch_size=500, lr=0.01, progress=False)
 print(f"loss {history['loss'][0]:.2f} -> {history['loss'][-1]:.2f}, "
       f"ESS {history['ess'][-1]:.4f}, MH acceptance {history['mh_acceptance'][-1]:.3f}")
 
@@ -102,12 +102,12 @@ plt.show()
 # HMC kernel with another potential; `pulled_back_measure` measures on φ = g(φ̃).
 
 # %%
-flow_fn = partial(flows.flow_forward, graphdef)
-fkernel = hmc.fhmc_kernel(flow_fn, hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn)
+# the trained flow is an argument of the sampler, like the couplings
+fkernel = hmc.fhmc_kernel(hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn)
 res_fhmc = hmc.run_chains(jax.random.key(3), fkernel, positions,
-                          {"flow": params, "theory": theory_params}, step_size=0.1,
+                          {"flow": flow, "theory": theory_params}, step_size=0.1,
                           num_traj=NUM_TRAJ, num_therm=NUM_THERM,
-                          measure_fn=hmc.pulled_back_measure(flow_fn, hmc.phi4_measure),
+                          measure_fn=hmc.pulled_back_measure(hmc.phi4_measure),
                           progress=False)
 print(f"FHMC acceptance {res_fhmc.acceptance:.3f}, {res_fhmc.traj_per_second:.0f} chain-trajectories/s")
 

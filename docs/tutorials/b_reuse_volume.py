@@ -43,13 +43,12 @@ TRAIN_STEPS = 300 if SMALL else 1000
 # %%
 train_theory = lattice.preset("L8")  # L = 8, β = 0.576, λ = 0.5
 config = flows.FlowConfig(kernel_size=3)
-graphdef, params = flows.split_flow(config.build())
+flow = flows.Flow.from_module(*flows.split_flow(config.build()))
 action8 = partial(lattice.phi4_action, beta=train_theory.beta, lam=train_theory.lam)
-params, history = training.train_flow(jax.random.key(0), graphdef, params,
-                                      priors.GaussianPrior(train_theory.shape), action8,
-                                      steps=TRAIN_STEPS, progress=False)
+flow, history = training.train_flow(jax.random.key(0), flow, priors.GaussianPrior(train_theory.shape), action8,
+                                    steps=TRAIN_STEPS, progress=False)
 flow_dir = Path(tempfile.mkdtemp()) / "flow"
-training.save_flow(flow_dir, params, {**config.to_dict(), "lattice": train_theory.to_dict()})
+training.save_flow(flow_dir, flow.params, {**config.to_dict(), "lattice": train_theory.to_dict()})
 print("saved:", sorted(p.name for p in flow_dir.iterdir()))
 
 # %% [markdown]
@@ -63,15 +62,15 @@ results = {}
 for L in (8, 16):
     theory = lattice.Phi4Theory(L=L, d=2, beta=train_theory.beta, lam=train_theory.lam)
     gd, p, stored = training.load_flow(flow_dir, shape=theory.shape)
-    flow_fn = partial(flows.flow_forward, gd)
+    flow = flows.Flow.from_module(gd, p)
     action = partial(lattice.phi4_action, beta=theory.beta, lam=theory.lam)
-    mh = training.evaluate_flow(jax.random.key(1), gd, p, priors.GaussianPrior(theory.shape), action,
+    mh = training.evaluate_flow(jax.random.key(1), flow, priors.GaussianPrior(theory.shape), action,
                                 batch_size=1000)
-    kernel = hmc.fhmc_kernel(flow_fn, hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn)
+    kernel = hmc.fhmc_kernel(hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn)
     pos = hmc.random_positions(jax.random.key(2), NUM_CHAINS, theory.shape)
-    res = hmc.run_chains(jax.random.key(3), kernel, pos, {"flow": p, "theory": hmc.phi4_params(theory)},
+    res = hmc.run_chains(jax.random.key(3), kernel, pos, {"flow": flow, "theory": hmc.phi4_params(theory)},
                          step_size=0.1, num_traj=NUM_TRAJ, num_therm=NUM_THERM,
-                         measure_fn=hmc.pulled_back_measure(flow_fn, hmc.phi4_measure), progress=False)
+                         measure_fn=hmc.pulled_back_measure(hmc.phi4_measure), progress=False)
     M = analysis.gamma_method(res.observables["M"])
     results[L] = (mh["mh_acceptance"], res.acceptance, M)
     print(f"L={L:3d} (trained at L={stored['lattice']['L']}): flow MH acceptance {mh['mh_acceptance']:.3f}, "

@@ -80,14 +80,13 @@ print(f"log r(z) = {float(log_r):.3f} = -sum_k S_c(c_k): checked")
 action = partial(lattice.phi4_action, beta=fine.beta, lam=fine.lam)
 trained = {}
 for name, r in [("gaussian", priors.GaussianPrior(fine.shape)), ("interp4", prior)]:
-    graphdef, params = flows.split_flow(flows.build_flow(kernel_size=3))
-    params, hist = training.train_flow(jax.random.key(1), graphdef, params, r, action,
-                                       steps=TRAIN_STEPS, progress=False)
-    ev = training.evaluate_flow(jax.random.key(2), graphdef, params, r, action, batch_size=1000)
-    trained[name] = (graphdef, params, ev)
+    flow = flows.Flow.from_module(*flows.split_flow(flows.build_flow(kernel_size=3)))
+    flow, hist = training.train_flow(jax.random.key(1), flow, r, action, steps=TRAIN_STEPS, progress=False)
+    ev = training.evaluate_flow(jax.random.key(2), flow, r, action, batch_size=1000)
+    trained[name] = (flow, ev)
     print(f"{name:8s} final loss {hist['loss'][-1]:9.3f}   ESS {ev['ess']:.5f}   "
           f"MH acceptance {ev['mh_acceptance']:.4f}")
-a, b = (jax.tree_util.tree_leaves(trained[n][1]) for n in ("gaussian", "interp4"))
+a, b = (jax.tree_util.tree_leaves(trained[n][0]) for n in ("gaussian", "interp4"))
 assert any(not jnp.allclose(x, y) for x, y in zip(a, b)), "the two priors must give different flows"
 
 # %% [markdown]
@@ -103,13 +102,12 @@ assert any(not jnp.allclose(x, y) for x, y in zip(a, b)), "the two priors must g
 # prior.
 
 # %%
-graphdef, params, _ = trained["interp4"]
-flow_fn = partial(flows.flow_forward, graphdef)
-kernel = hmc.fhmc_kernel(flow_fn, hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn)
+flow, _ = trained["interp4"]
+kernel = hmc.fhmc_kernel(hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn)
 pos = hmc.random_positions(jax.random.key(3), NUM_CHAINS, fine.shape)
-res = hmc.run_chains(jax.random.key(4), kernel, pos, {"flow": params, "theory": hmc.phi4_params(fine)},
+res = hmc.run_chains(jax.random.key(4), kernel, pos, {"flow": flow, "theory": hmc.phi4_params(fine)},
                      step_size=0.1, num_traj=NUM_TRAJ, num_therm=200,
-                     measure_fn=hmc.pulled_back_measure(flow_fn, hmc.phi4_measure), progress=False)
+                     measure_fn=hmc.pulled_back_measure(hmc.phi4_measure), progress=False)
 emdh = analysis.gamma_method(np.exp(-res.delta_H))
 M = analysis.gamma_method(res.observables["M"])
 print(f"FHMC acceptance {res.acceptance:.3f}, <exp(-dH)> {emdh.mean:.4f} ± {emdh.err:.4f}, "

@@ -119,9 +119,10 @@ fast_kernel = hmc.build_kernel(action_3d, num_steps=10, value_and_grad_fn=value_
 # %% [markdown]
 # **Flows in 3D.** trivflow's coupling flows, `flows.flow_forward` and `training.train_flow` act
 # on 2D checkerboards (a 3D field raises a `ValueError`; `lattice.d` must be 2 for flow samplers).
-# For FHMC with your own d-dimensional bijection, write `flow_fn(flow_params, z) -> (phi, log_det)`
+# For FHMC with your own d-dimensional bijection, write `forward(flow_params, z) -> (phi, log_det)`
 # in JAX (log_det = log|det ∂φ/∂z|), train it with your own optax loop on the reverse-KL loss
 # mean[log r(z) − log_det + S(φ)] (the objective of [Theory](../theory.md#training-reverse-kl)),
-# and pass it to `hmc.fhmc_kernel(flow_fn, action_3d, num_steps=10)`: the kernel, the driver and
-# the pulled-back measurement are dimension-agnostic, and the force comes from `jax.vjp` through
-# your flow.
+# wrap it as `flow = flows.Flow.from_callable(forward, flow_params)` and run
+# `hmc.fhmc_kernel(action_3d, num_steps=10)` with `params = {"flow": flow, "theory": ...}`: the
+# kernel, the driver and the pulled-back measurement are dimension-agnostic, and the force comes
+# from `jax.vjp` through your flow.

@@ -74,22 +74,12 @@ def versions() -> dict:
 
 @dataclass
 class TrainedFlow:
-    """A flow ready for sampling: structure, parameters, and where it came from."""
+    """A flow ready for sampling (:class:`trivflow.flows.Flow`) and where it came from."""
 
-    graphdef: object
-    params: object
+    flow: object  # trivflow.flows.Flow
     config: dict
     training: dict | None  # the results.json "training" block, None when loaded
     prior: object = None  # the prior it was trained with (independence MH proposes from it)
-
-    @property
-    def forward(self):
-        """``(params, z) -> (phi, log_det)`` as ``partial(flow_forward, graphdef)``, the form
-        for which FHMC uses the flows' hand-written pullback (a bound method would fall back
-        to the slower jax.vjp)."""
-        from .flows import flow_forward
-
-        return partial(flow_forward, self.graphdef)
 
 
 def _flow_kwargs(cfg) -> dict:
@@ -107,7 +97,7 @@ def obtain_flow(cfg, theory, out_dir: Path, *, progress: bool, prior_dir: Path |
     ``prior=interp4_x2`` trains two flows (:func:`obtain_x2_flow`)."""
     import jax
 
-    from .flows import build_flow, split_flow
+    from .flows import Flow, build_flow, split_flow
     from .lattice.phi4 import phi4_action
     from .priors import make_prior
     from .training import check_training, evaluate_flow, load_flow, save_flow, train_flow
@@ -119,11 +109,12 @@ def obtain_flow(cfg, theory, out_dir: Path, *, progress: bool, prior_dir: Path |
         expect = {k: kwargs[k] for k in ("kernel_size", "num_layers")}
         graphdef, params, stored = load_flow(path, shape=theory.shape, expect=expect)
         log.info("flow loaded from %s (trained at %s)", path, stored.get("lattice"))
-        loaded = TrainedFlow(graphdef, params, stored, None)
+        loaded = TrainedFlow(Flow.from_module(graphdef, params), stored, None)
         if is_complete(path / "coarse"):  # g2 ∘ g1 (interp4_x2): g1 in flow/coarse
-            coarse = TrainedFlow(*load_flow(path / "coarse", shape=theory.shape, expect=expect), None)
+            gd1, p1, stored1 = load_flow(path / "coarse", shape=theory.shape, expect=expect)
+            coarse = TrainedFlow(Flow.from_module(gd1, p1), stored1, None)
             log.info("composed with the coarse flow from %s", path / "coarse")
-            return compose_flows(coarse, loaded)
+            return compose_trained(coarse, loaded)
         return loaded
     if cfg.prior.name == "interp4_x2":
         return obtain_x2_flow(cfg, theory, out_dir, progress=progress)
@@ -132,28 +123,27 @@ def obtain_flow(cfg, theory, out_dir: Path, *, progress: bool, prior_dir: Path |
     L_train = t.L or theory.L
     beta_train = t.beta if t.beta is not None else theory.beta
     train_theory = {"L": L_train, "d": theory.d, "beta": beta_train, "lam": theory.lam}
-    graphdef, params = split_flow(build_flow(**kwargs))
+    flow = Flow.from_module(*split_flow(build_flow(**kwargs)))
     prior, prior_info = make_prior(cfg.prior, L_train=L_train, d=theory.d, lam=theory.lam, seed=cfg.seed,
                                    directory=prior_dir or out_dir / "priors", progress=progress)
     action_fn = partial(phi4_action, beta=beta_train, lam=theory.lam)
     key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
     key_before, key_train, key_after = jax.random.split(key, 3)
-    before = evaluate_flow(key_before, graphdef, params, prior, action_fn, batch_size=t.batch_size)
+    before = evaluate_flow(key_before, flow, prior, action_fn, batch_size=t.batch_size)
     state_path = state_file(cfg, out_dir, "train")
     trained = state_path.exists() and read_meta(state_path).get("complete", False)
     log.info("training the flow at %s: %d steps, batch %d, lr %g", train_theory, t.steps, t.batch_size, t.lr)
-    params, history = train_flow(key_train, graphdef, params, prior, action_fn, steps=t.steps,
-                                 batch_size=t.batch_size, lr=t.lr, log_every=t.log_every, progress=progress,
-                                 state_path=state_path, save_every=t.checkpoint_every,
-                                 fingerprint=config_fingerprint(cfg))
+    flow, history = train_flow(key_train, flow, prior, action_fn, steps=t.steps, batch_size=t.batch_size,
+                               lr=t.lr, log_every=t.log_every, progress=progress, state_path=state_path,
+                               save_every=t.checkpoint_every, fingerprint=config_fingerprint(cfg))
     flow_config = {**kwargs, "lattice": train_theory, "prior": cfg.prior.name,
                    "train": {"steps": t.steps, "batch_size": t.batch_size, "lr": t.lr}}
-    after = evaluate_flow(key_after, graphdef, params, prior, action_fn, batch_size=t.batch_size)
+    after = evaluate_flow(key_after, flow, prior, action_fn, batch_size=t.batch_size)
     check_training(before, after, lr=t.lr, steps=t.steps)  # a diverged flow never reaches a sampler
     if trained and is_complete(out_dir / "flow"):  # resumed after training: flow/ was written then
         log.info("training had completed: the flow in %s is reused", out_dir / "flow")
     else:  # also rebuilds a flow/ whose writing was killed (params from state/train.npz)
-        save_flow(out_dir / "flow", params, flow_config, overwrite=True)
+        save_flow(out_dir / "flow", flow.params, flow_config, overwrite=True)
     atomic_savez(out_dir / "training_history.npz", {k: np.asarray(v) for k, v in history.items()})
     training = {
         "steps": int(history["step"][-1]) if len(history["step"]) else 0,
@@ -167,19 +157,17 @@ def obtain_flow(cfg, theory, out_dir: Path, *, progress: bool, prior_dir: Path |
     log.info("trained: loss %.4g -> %.4g, ESS %.3f -> %.3f, MH acceptance %.3f -> %.3f (%.1f s)",
              before["loss"], after["loss"], before["ess"], after["ess"], before["mh_acceptance"],
              after["mh_acceptance"], training["seconds"])
-    return TrainedFlow(graphdef, params, flow_config, training, prior)
+    return TrainedFlow(flow, flow_config, training, prior)
 
 
-def compose_flows(g1: TrainedFlow, g2: TrainedFlow) -> TrainedFlow:
-    """g = g₂ ∘ g₁ as ONE Compose module (so FHMC keeps the hand-written pullback); the config
-    and training blocks are g₂'s with g₁'s under ``"coarse"``; no prior (it is neither one's)."""
-    from flax import nnx
+def compose_trained(g1: TrainedFlow, g2: TrainedFlow) -> TrainedFlow:
+    """g = g₂ ∘ g₁ (:func:`trivflow.flows.compose_flows`: one Compose module, so FHMC keeps the
+    hand-written pullback); the config and training blocks are g₂'s with g₁'s under
+    ``"coarse"``; no prior (it is neither one's)."""
+    from .flows import compose_flows
 
-    from .flows import compose, split_flow
-
-    graphdef, params = split_flow(compose(nnx.merge(g1.graphdef, g1.params), nnx.merge(g2.graphdef, g2.params)))
     training = None if g2.training is None else {**g2.training, "coarse": g1.training}
-    return TrainedFlow(graphdef, params, {**g2.config, "coarse": g1.config}, training)
+    return TrainedFlow(compose_flows(g1.flow, g2.flow), {**g2.config, "coarse": g1.config}, training)
 
 
 def _with(cfg, updates: dict):
@@ -215,7 +203,7 @@ def obtain_x2_flow(cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow
         tmp = temporary_dir(target)
         shutil.copytree(out_dir / "coarse" / "flow", tmp, dirs_exist_ok=True)
         replace_dir(tmp, target)
-    return compose_flows(*flows)
+    return compose_trained(*flows)
 
 
 def obtain_prior_flow(prior_name: str, cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow:
@@ -300,11 +288,11 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
         return run_nuts(key_run, hmc.phi4_potential, positions, theory_params, num_warmup=s.num_therm,
                         num_samples=s.num_traj, measure_fn=hmc.phi4_measure,
                         target_accept_prob=s.target_accept, progress=progress)
-    params = {"flow": flow.params, "theory": theory_params}
+    params = {"flow": flow.flow, "theory": theory_params}
     if name == "fhmc":
-        kernel = fhmc_kernel(flow.forward, hmc.phi4_potential, num_steps=s.num_steps, integrator=s.integrator,
+        kernel = fhmc_kernel(hmc.phi4_potential, num_steps=s.num_steps, integrator=s.integrator,
                              force_fn=hmc.phi4_force_fn)
-        measure = pulled_back_measure(flow.forward, hmc.phi4_measure)
+        measure = pulled_back_measure(hmc.phi4_measure)
         return hmc.run_chains(key_run, kernel, positions, params, measure_fn=measure, **hmc_args)
     if name == "imh":
         prior = flow.prior if flow.prior is not None else GaussianPrior(theory.shape)
@@ -312,7 +300,7 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
             if not isinstance(prior, GaussianPrior):  # refused by validate(); a library caller may get here
                 raise ValueError(f"imh at L={theory.L}: the flow's prior lives on shape {prior.shape}")
             prior = GaussianPrior(theory.shape)
-        propose = flow_proposal(flow.forward, None, hmc.phi4_potential)  # the prior is a jit argument
+        propose = flow_proposal(None, hmc.phi4_potential)  # the prior is a jit argument
         params = {**params, "prior": as_pytree(prior)}
         # independence MH stops only when no proposal at all is accepted: a tiny acceptance is the
         # flow's honest figure of merit (experiments/mh_vs_fhmc), not a broken run

@@ -19,6 +19,7 @@ from .api import (
     with_compute_dtype,
 )
 from .checkerboard import check_lattice_shape
+from .flow import Flow, compose_flows
 from .layers import ACTIVATIONS, ODD_ACTIVATIONS, AffineCoupling, Compose, Conditioner, GlobalRescaling
 
 __all__ = [
@@ -28,11 +29,13 @@ __all__ = [
     "AffineCoupling",
     "Compose",
     "Conditioner",
+    "Flow",
     "FlowConfig",
     "GlobalRescaling",
     "build_flow",
     "check_lattice_shape",
     "compose",
+    "compose_flows",
     "flow_forward",
     "flow_forward_and_pullback",
     "flow_inverse",

@@ -208,24 +208,24 @@ def run_imh(
     )
 
 
-def flow_proposal(flow_fn: Callable, prior, potential_fn: Callable) -> Callable:
+def flow_proposal(prior, potential_fn: Callable) -> Callable:
     """Proposals φ′ = g(z′), z′ ~ r, with w = log r(z′) − log|det J_g(z′)| + U(φ′).
 
     Args:
-        flow_fn: ``(flow_params, z) -> (phi, log_det)`` on one configuration.
         prior: a :class:`trivflow.priors.Prior` of the sampling lattice's shape, closed over;
             or ``None`` to take it from ``params["prior"]`` at call time — the way for priors
             holding arrays (an ensemble: a pytree, :func:`trivflow.priors.base.as_pytree`),
             which then are jit arguments instead of compiled-in constants.
         potential_fn: ``(phi, theory_params) -> S``.
     Returns:
-        ``propose(key, params)`` with ``params = {"flow": ..., "theory": ...[, "prior": ...]}``.
+        ``propose(key, params)`` with ``params = {"flow": Flow, "theory": ...[, "prior": ...]}``
+        (:class:`trivflow.flows.Flow`).
     """
 
     def propose(key, params):
         r = params["prior"] if prior is None else prior
         z = r.sample(key, 1)[0]
-        phi, log_det = flow_fn(params["flow"], z)
+        phi, log_det = params["flow"].forward(z)
         return phi, r.log_prob(z) - log_det + potential_fn(phi, params["theory"])
 
     return propose

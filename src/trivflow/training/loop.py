@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 
 from .objectives import flow_metrics, reverse_kl_loss
 
@@ -79,10 +78,11 @@ def make_optimizer(lr: float, steps: int) -> optax.GradientTransformation:
 
 
 class TrainState(NamedTuple):
-    """Everything one training step needs: the flow and optimizer state, the key, and the
-    prior batch ``z`` (``(B, *lattice)``) with ``log_r`` (``(B,)``) that this step trains on."""
+    """Everything one training step needs: the flow (:class:`trivflow.flows.Flow`, whose leaves
+    are the parameters) and the optimizer state, the key, and the prior batch ``z``
+    (``(B, *lattice)``) with ``log_r`` (``(B,)``) that this step trains on."""
 
-    params: Any
+    flow: Any
     opt_state: Any
     key: jax.Array
     z: jnp.ndarray
@@ -90,56 +90,51 @@ class TrainState(NamedTuple):
 
 
 def make_train_step(
-    graphdef: nnx.GraphDef,
     prior,
     action_fn: Callable,
     optimizer: optax.GradientTransformation,
     batch_size: int,
 ):
-    """``init(params, key) -> TrainState`` and the jitted ``step(state) -> (state, metrics)`` of
+    """``init(flow, key) -> TrainState`` and the jitted ``step(state) -> (state, metrics)`` of
     :func:`build_train_step`, bound to ``prior``.
 
-    The prior is an *argument* of the compiled functions (a pytree, see
-    :func:`trivflow.priors.base.as_pytree`), so an ensemble prior's array is never a compiled-in
-    constant; the compiled step is cached on the prior's structure (shapes, static fields) and
-    the other (hashable) arguments, so repeated :func:`train_flow` calls — also with another
-    ensemble of the same shape — do not recompile. Unhashable arguments build a fresh step.
+    The flow and the prior are *arguments* of the compiled functions (pytrees, see
+    :func:`trivflow.priors.base.as_pytree`), so neither the parameters nor an ensemble prior's
+    array is a compiled-in constant; the jitted step is cached on the other (hashable)
+    arguments and recompiles only for a new flow or prior *structure* (shapes, static fields),
+    so repeated :func:`train_flow` calls — also with another ensemble of the same shape — do
+    not recompile. Unhashable arguments build a fresh step.
     """
     from ..priors.base import as_pytree
 
     prior = as_pytree(prior)
-    structure = jax.tree_util.tree_structure(prior)
     try:
-        init, step = _cached_train_step(graphdef, structure, action_fn, optimizer, batch_size)
+        init, step = _cached_train_step(action_fn, optimizer, batch_size)
     except TypeError:  # unhashable argument
-        init, step = build_train_step(graphdef, structure, action_fn, optimizer, batch_size)
+        init, step = build_train_step(action_fn, optimizer, batch_size)
     return functools.partial(init, prior=prior), functools.partial(step, prior=prior)
 
 
 def build_train_step(
-    graphdef: nnx.GraphDef,
-    prior_structure,
     action_fn: Callable,
     optimizer: optax.GradientTransformation,
     batch_size: int,
 ):
-    """Build ``init(params, key, prior) -> TrainState`` and the jitted
-    ``step(state, prior) -> (state, metrics)`` for priors of the pytree structure
-    ``prior_structure`` (``jax.tree_util.tree_structure`` of the prior, used as the cache key
-    by :func:`make_train_step`; not read here).
+    """Build ``init(flow, key, prior) -> TrainState`` and the jitted
+    ``step(state, prior) -> (state, metrics)``.
 
     One step: w = log r(z) − log|det J_g(z)| + S(g(z)) on the state's prior batch z, the
-    gradient of mean w, one optimizer update, and a fresh batch z′ ~ r for the next step.
-    ``metrics`` (device scalars) are the loss, ESS and independence-MH acceptance of this
-    batch's w, computed with the parameters *before* the update, for which the batch is fresh
-    (drawn independently of them). The state is donated: do not reuse a state passed in.
+    gradient of mean w with respect to the flow's parameters, one optimizer update, and a fresh
+    batch z′ ~ r for the next step. ``metrics`` (device scalars) are the loss, ESS and
+    independence-MH acceptance of this batch's w, computed with the parameters *before* the
+    update, for which the batch is fresh (drawn independently of them). The state is donated:
+    do not reuse a state passed in.
 
     Why the next batch is drawn at the end of a step rather than at the start: a step's
     outputs are materialised, whereas a batch drawn and consumed inside one computation lets
     XLA fuse the bits → normal transform into every consumer and recompute it there, which
     costs more than the rest of the step on CPU (``optimization_barrier`` does not prevent it).
     """
-    del prior_structure
 
     def draw(key, prior):
         z = prior.sample(key, batch_size)
@@ -147,19 +142,19 @@ def build_train_step(
 
     draw_jit = jax.jit(draw)
 
-    def init(params, key, prior) -> TrainState:
+    def init(flow, key, prior) -> TrainState:
         key, key_z = jax.random.split(key)
         z, log_r = draw_jit(key_z, prior)
-        return TrainState(params, optimizer.init(params), key, z, log_r)
+        return TrainState(flow, optimizer.init(flow), key, z, log_r)
 
     def step(state: TrainState, prior):
-        params, opt_state, key, z, log_r = state
+        flow, opt_state, key, z, log_r = state
         key, key_z, key_mh = jax.random.split(key, 3)
-        grad_fn = jax.value_and_grad(lambda p: reverse_kl_loss(graphdef, p, z, log_r, action_fn), has_aux=True)
-        (_, w), grads = grad_fn(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return TrainState(params, opt_state, key, *draw(key_z, prior)), flow_metrics(key_mh, w)
+        grad_fn = jax.value_and_grad(lambda f: reverse_kl_loss(f, z, log_r, action_fn), has_aux=True)
+        (_, w), grads = grad_fn(flow)
+        updates, opt_state = optimizer.update(grads, opt_state, flow)
+        flow = optax.apply_updates(flow, updates)
+        return TrainState(flow, opt_state, key, *draw(key_z, prior)), flow_metrics(key_mh, w)
 
     return init, jax.jit(step, donate_argnums=0)
 
@@ -183,8 +178,7 @@ def _check_train_args(steps, batch_size, lr, log_every) -> None:
 
 def train_flow(
     key: jax.Array,
-    graphdef: nnx.GraphDef,
-    params,
+    flow,
     prior,
     action_fn: Callable[[jnp.ndarray], jnp.ndarray],
     *,
@@ -205,29 +199,29 @@ def train_flow(
 
     Args:
         key: PRNG key (every step's batch and MH uniforms derive from it: same key ⇒ same run).
-        graphdef, params: the flow (:func:`trivflow.flows.split_flow`); ``params`` is copied,
-            the caller's arrays stay valid.
+        flow: the :class:`trivflow.flows.Flow` to train (its leaves are the parameters); it is
+            copied, the caller's arrays stay valid.
         prior: a :class:`trivflow.priors.Prior` whose ``shape`` is the training lattice.
         action_fn: S of ONE configuration, e.g. ``partial(phi4_action, beta=0.576, lam=0.5)``.
         steps, batch_size, lr: optimisation settings.
         log_every: metrics are fetched to the host, checked and reported every ``log_every``
             steps (and at the end).
         progress: show a tqdm progress bar with the latest loss, ESS and acceptance.
-        callback: ``callback(step, metrics, params)`` at every log point, ``metrics`` a dict of
-            floats of the latest step, ``params`` a copy of the current parameters (safe to
-            keep); returning ``True`` stops training early.
+        callback: ``callback(step, metrics, flow)`` at every log point, ``metrics`` a dict of
+            floats of the latest step, ``flow`` a copy of the current flow (safe to keep);
+            returning ``True`` stops training early.
         state_path: resumable state file (:mod:`trivflow.state`): the :class:`TrainState`
-            (params, optimizer state, key, prior batch), the step counter and the history so
+            (flow, optimizer state, key, prior batch), the step counter and the history so
             far, written atomically every ``save_every`` log intervals and at the end. If it
             exists at the start, training continues from it, bit for bit equal to an
-            uninterrupted run; a completed state returns its params and history at once.
+            uninterrupted run; a completed state returns its flow and history at once.
         save_every: log intervals between state saves (``train.checkpoint_every``).
         fingerprint: settings the state depends on, stored and checked on resume together
             with ``steps``, ``batch_size``, ``lr`` and hashes of ``key`` and the initial
-            ``params``; a mismatch raises :class:`trivflow.state.StateMismatchError`.
+            parameters; a mismatch raises :class:`trivflow.state.StateMismatchError`.
 
     Returns:
-        ``(params, history)``: the trained params, and a dict of numpy arrays, one entry per
+        ``(flow, history)``: the trained flow, and a dict of numpy arrays, one entry per
         completed step: ``step`` (1-based), ``loss``, ``ess``, ``mh_acceptance`` (of that
         step's batch with the parameters before that step's update, see
         :func:`make_train_step`), ``lr`` (learning rate used at that step); plus 0-d
@@ -248,15 +242,15 @@ def train_flow(
     from ..state import load_state, save_state
 
     optimizer = make_optimizer(lr, steps)
-    init_fn, step_fn = make_train_step(graphdef, prior, action_fn, optimizer, batch_size)
+    init_fn, step_fn = make_train_step(prior, action_fn, optimizer, batch_size)
     state_path = None if state_path is None else Path(state_path)
     fp = None
     if state_path is not None:
         fp = {"train_flow.steps": steps, "train_flow.batch_size": batch_size, "train_flow.lr": lr,
-              "train_flow.key": _hash_tree(key), "train_flow.params": _hash_tree(params),
+              "train_flow.key": _hash_tree(key), "train_flow.params": _hash_tree(flow),
               "train_flow.shape": list(prior.shape), **(fingerprint or {})}
-    params = jax.tree_util.tree_map(jnp.array, params)  # copy: the step donates its inputs
-    state = init_fn(params, key)
+    flow = jax.tree_util.tree_map(jnp.array, flow)  # copy: the step donates its inputs
+    state = init_fn(flow, key)
 
     names = ("loss", "ess", "mh_acceptance")
     history: dict[str, list] = {k: [] for k in names}
@@ -309,7 +303,7 @@ def train_flow(
             n_logs += 1
             if done == steps or n_logs % save_every == 0:
                 save(final=done == steps)
-            if callback is not None and callback(done, last, jax.tree_util.tree_map(jnp.copy, state.params)):
+            if callback is not None and callback(done, last, jax.tree_util.tree_map(jnp.copy, state.flow)):
                 if done < steps:
                     save(final=True)  # stopped early: a resume returns this result
                 break
@@ -320,4 +314,4 @@ def train_flow(
     out["lr"] = lr * 0.5 * (1.0 + np.cos(np.pi * np.arange(done) / steps))  # optax cosine_decay_schedule
     out["seconds"] = np.asarray(seconds_before + time.perf_counter() - t_start)
     out["compile_seconds"] = np.asarray(compile_seconds)
-    return state.params, out
+    return state.flow, out

@@ -16,14 +16,10 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
-
-from ..flows.api import flow_forward
 
 
 def reverse_kl_weights(
-    graphdef: nnx.GraphDef,
-    params,
+    flow,
     z: jnp.ndarray,
     log_r: jnp.ndarray,
     action_fn: Callable[[jnp.ndarray], jnp.ndarray],
@@ -31,7 +27,8 @@ def reverse_kl_weights(
     """w_i = log r(z_i) − log|det J_g(z_i)| + S(g(z_i)) for a batch.
 
     Args:
-        graphdef, params: the flow (see :func:`trivflow.flows.split_flow`).
+        flow: the :class:`trivflow.flows.Flow` g (differentiate w.r.t. it: its leaves are the
+            parameters).
         z: prior samples, shape ``(B, L0, L1)``.
         log_r: log r(z_i), shape ``(B,)``; carries no gradient (stop_gradient).
         action_fn: S of ONE configuration (vmapped here), e.g.
@@ -40,13 +37,13 @@ def reverse_kl_weights(
     Returns:
         w, shape ``(B,)``.
     """
-    phi, log_det = jax.vmap(lambda zi: flow_forward(graphdef, params, zi))(z)
+    phi, log_det = jax.vmap(flow.forward)(z)
     return jax.lax.stop_gradient(log_r) - log_det + jax.vmap(action_fn)(phi)
 
 
-def reverse_kl_loss(graphdef, params, z, log_r, action_fn) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """(mean_batch w, w); differentiate w.r.t. ``params`` with ``has_aux=True``."""
-    w = reverse_kl_weights(graphdef, params, z, log_r, action_fn)
+def reverse_kl_loss(flow, z, log_r, action_fn) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(mean_batch w, w); differentiate w.r.t. ``flow`` with ``has_aux=True``."""
+    w = reverse_kl_weights(flow, z, log_r, action_fn)
     return jnp.mean(w), w
 
 
@@ -91,8 +88,7 @@ def _evaluation_metrics(key: jax.Array, w: jnp.ndarray) -> dict[str, jnp.ndarray
 
 def evaluate_flow(
     key: jax.Array,
-    graphdef: nnx.GraphDef,
-    params,
+    flow,
     prior,
     action_fn: Callable,
     *,
@@ -101,20 +97,21 @@ def evaluate_flow(
     """loss (with its standard error ``loss_err``), ESS and independence-MH acceptance of the
     flow on a fresh prior batch (host floats).
 
-    The prior is a jit argument (:func:`trivflow.priors.base.as_pytree`: an ensemble is not
-    compiled in); with a hashable ``action_fn`` (a ``functools.partial``) the compiled
-    functions are cached, so repeated calls reuse the compilation.
+    The flow (:class:`trivflow.flows.Flow`) and the prior are jit arguments
+    (:func:`trivflow.priors.base.as_pytree`: an ensemble is not compiled in); with a hashable
+    ``action_fn`` (a ``functools.partial``) the compiled functions are cached, so repeated calls
+    reuse the compilation.
     """
     from ..priors.base import as_pytree
 
     key_z, key_mh = jax.random.split(key)
     try:
         hash(action_fn)
-        weights = partial(_weights, graphdef, action_fn)
+        weights = partial(_weights, action_fn)
     except TypeError:  # unhashable: compile for this call only
-        weights = jax.jit(partial(_weights.__wrapped__, graphdef, action_fn))
+        weights = jax.jit(partial(_weights.__wrapped__, action_fn))
     z, log_r = _draw(batch_size, as_pytree(prior), key_z)
-    w = weights(params, z, log_r)
+    w = weights(flow, z, log_r)
     return {k: float(v) for k, v in _metrics(key_mh, w).items()}
 
 
@@ -124,9 +121,9 @@ def _draw(batch_size, prior, key):
     return z, jax.vmap(prior.log_prob)(z)
 
 
-@partial(jax.jit, static_argnums=(0, 1))
-def _weights(graphdef, action_fn, params, z, log_r):
-    return reverse_kl_weights(graphdef, params, z, log_r, action_fn)
+@partial(jax.jit, static_argnums=0)
+def _weights(action_fn, flow, z, log_r):
+    return reverse_kl_weights(flow, z, log_r, action_fn)
 
 
 _metrics = jax.jit(_evaluation_metrics)
