@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from .hmc.driver import validate_run_args
 from .hmc.integrators import INTEGRATORS
 from .lattice.theory import Phi4Theory
+from .priors.factory import PRIOR_NAMES
 
 
 @dataclass
@@ -188,7 +189,7 @@ class Config:
 ACTIONS = ("phi4", "free")
 SAMPLERS = ("hmc", "fhmc", "imh", "nuts")
 FLOW_SAMPLERS = ("fhmc", "imh")
-PRIORS = ("gaussian", "coarse_bigvol", "interp", "interp4", "interp4_x2")
+PRIORS = PRIOR_NAMES  # one list, the library's (trivflow.priors.factory)
 PRECISIONS = ("float32", "float64")
 TASKS = ("sample", "tune_beta")
 PLATFORMS = (None, "cpu", "gpu", "cuda", "tpu")
@@ -272,14 +273,36 @@ def _validate_checkpoint(c) -> None:
                   f"(or drop the override)")
 
 
+class SamplerSpec(NamedTuple):
+    """One entry of ``sampler.name`` or ``baselines``: ``"fhmc"`` or ``"fhmc@interp4"``.
+
+    ``label`` is the entry as written (the run label), ``sampler`` the sampler, ``prior`` the
+    prior after ``@`` (None: none given, i.e. ``prior.name`` for a flow sampler)."""
+
+    label: str
+    sampler: str
+    prior: str | None
+
+
+def parse_sampler(name: str) -> SamplerSpec:
+    """``"sampler[@prior]"`` as a :class:`SamplerSpec` (the one place that parses the ``@``)."""
+    sampler, at, prior = str(name).partition("@")
+    return SamplerSpec(str(name), sampler, prior if at else None)
+
+
+def sampler_specs(c) -> list[SamplerSpec]:
+    """``sampler.name`` and every ``baselines`` entry, parsed, in run order."""
+    return [parse_sampler(n) for n in [c.sampler.name, *c.baselines]]
+
+
 def needs_flow(c) -> bool:
     """Whether any sampler of the run uses a flow."""
-    return any(name.partition("@")[0] in FLOW_SAMPLERS for name in [c.sampler.name, *c.baselines])
+    return any(spec.sampler in FLOW_SAMPLERS for spec in sampler_specs(c))
 
 
 def baseline_priors(c) -> list[str]:
     """Distinct priors named by ``sampler@prior`` baselines, other than ``prior.name``."""
-    out = [b.partition("@")[2] for b in c.baselines if "@" in b]
+    out = [spec.prior for spec in sampler_specs(c)[1:] if spec.prior is not None]
     return [p for i, p in enumerate(out) if p != c.prior.name and p not in out[:i]]
 
 
@@ -324,8 +347,7 @@ def _validate_priors(c, theory: Phi4Theory) -> None:
         prior_cfg = derived_prior_config(vars(c.prior), name)
         check_prior_config(prior_cfg, L_train=L_train, beta_train=beta_train, d=theory.d, lam=theory.lam,
                            seed=c.seed, L_key=L_key)
-    imh = [(b.partition("@")[2] or c.prior.name) for b in [c.sampler.name, *c.baselines]
-           if b.partition("@")[0] == "imh"]
+    imh = [spec.prior or c.prior.name for spec in sampler_specs(c) if spec.sampler == "imh"]
     for name in imh:
         if name not in SIZED_PRIORS:
             continue
@@ -391,15 +413,16 @@ def validate(cfg: DictConfig | Config) -> Phi4Theory:
     if c.action.name == "free" and lat.lam != 0:
         _fail("lattice.lam", lat.lam, "0 with action=free (the free theory has no quartic term)")
     theory = Phi4Theory(L=lat.L, d=lat.d, beta=lat.beta, lam=lat.lam)
-    for key, name in [("sampler.name", smp.name), *[("baselines", b) for b in c.baselines]]:
-        sampler, at, prior = name.partition("@")
-        if sampler not in SAMPLERS or (key == "sampler.name" and at):
-            _fail(key, name, f"one of {list(SAMPLERS)}" + (", or sampler@prior" if key == "baselines" else ""))
-        if at and (sampler not in FLOW_SAMPLERS or prior not in PRIORS):
-            _fail(key, name, f"sampler@prior with a flow sampler {list(FLOW_SAMPLERS)} and a prior {list(PRIORS)}")
+    for i, spec in enumerate(sampler_specs(c)):
+        key = "sampler.name" if i == 0 else "baselines"
+        if spec.sampler not in SAMPLERS or (i == 0 and spec.prior is not None):
+            _fail(key, spec.label, f"one of {list(SAMPLERS)}" + (", or sampler@prior" if i else ""))
+        if spec.prior is not None and (spec.sampler not in FLOW_SAMPLERS or spec.prior not in PRIORS):
+            _fail(key, spec.label,
+                  f"sampler@prior with a flow sampler {list(FLOW_SAMPLERS)} and a prior {list(PRIORS)}")
     if c.volumes and smp.name not in FLOW_SAMPLERS:
         _fail("volumes", list(c.volumes), f"empty unless sampler.name is a flow sampler {list(FLOW_SAMPLERS)}")
-    if "imh" in [b.partition("@")[0] for b in [smp.name, *c.baselines]]:
+    if "imh" in [spec.sampler for spec in sampler_specs(c)]:
         if smp.batch_size < 1:
             _fail("sampler.batch_size", smp.batch_size, "an integer >= 1")
     if smp.name == "nuts" or "nuts" in c.baselines:

@@ -23,7 +23,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from . import rundir
-from .config import FLOW_SAMPLERS, checkpoint_dir, validate
+from .config import FLOW_SAMPLERS, checkpoint_dir, sampler_specs, validate
 from .state import atomic_savez, atomic_write_text, config_fingerprint, read_meta, replace_dir, temporary_dir
 
 log = logging.getLogger("trivflow")
@@ -354,7 +354,7 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
     log.info("lattice %s: beta %s", theory, beta_note)
     if "off the line" in beta_note:
         log.warning("beta=%g at L=%d: %s", theory.beta, theory.L, beta_note)
-    if cfg.sampler.shard and any(n.partition("@")[0] in ("hmc", "fhmc") for n in [cfg.sampler.name, *cfg.baselines]):
+    if cfg.sampler.shard and any(spec.sampler in ("hmc", "fhmc") for spec in sampler_specs(cfg)):
         # before any compute: the chains must divide over the devices
         from .hmc.driver import chain_shardings
 
@@ -365,32 +365,32 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
     plateau = tuple(cfg.analysis.plateau) if cfg.analysis.plateau is not None else default_plateau(theory.L)
     flows = {}  # prior name → TrainedFlow, each trained (or loaded) once; "sampler@prior" picks one
 
-    def flow_for(name: str) -> TrainedFlow | None:
-        sampler, _, prior_name = name.partition("@")
-        if sampler not in FLOW_SAMPLERS:
+    def flow_for(spec) -> TrainedFlow | None:
+        if spec.sampler not in FLOW_SAMPLERS:
             return None
-        prior_name = prior_name or cfg.prior.name
+        prior_name = spec.prior or cfg.prior.name
         if prior_name not in flows:
             flows[prior_name] = (obtain_flow(cfg, theory, out_dir, progress=cfg.progress)
                                  if prior_name == cfg.prior.name else
                                  obtain_prior_flow(prior_name, cfg, theory, out_dir, progress=cfg.progress))
         return flows[prior_name]
 
-    jobs = [(name, theory) for name in [cfg.sampler.name, *cfg.baselines]]
-    jobs += [(cfg.sampler.name, Phi4Theory(L=L, d=theory.d, beta=theory.beta, lam=theory.lam))
+    specs = sampler_specs(cfg)
+    jobs = [(spec, theory) for spec in specs]
+    jobs += [(specs[0], Phi4Theory(L=L, d=theory.d, beta=theory.beta, lam=theory.lam))
              for L in cfg.volumes if L != theory.L]
     runs, chains = {}, {}
-    for name, th in jobs:
-        label = name if th.L == theory.L else f"{name}_L{th.L}"
+    for spec, th in jobs:
+        label = spec.label if th.L == theory.L else f"{spec.label}_L{th.L}"
         log.info("%s: %s, %s, %d chains x %d", cfg.experiment, label, th, cfg.sampler.num_chains,
                  cfg.sampler.num_traj)
-        sampler = name.partition("@")[0]
-        result = run_sampler(sampler, cfg, th, flow_for(name), progress=cfg.progress,
+        sampler = spec.sampler
+        result = run_sampler(sampler, cfg, th, flow_for(spec), progress=cfg.progress,
                              state_path=state_file(cfg, out_dir, label))
         runs[label] = summarize_phi4_run(result, th, sampler=sampler, s_tau=cfg.analysis.s_tau, plateau=plateau)
         runs[label]["lattice"] = th.to_dict()
         if sampler in FLOW_SAMPLERS:
-            runs[label]["prior"] = name.partition("@")[2] or cfg.prior.name
+            runs[label]["prior"] = spec.prior or cfg.prior.name
         chains[label] = (result, sampler, th.to_dict())
     flow = flows.get(cfg.prior.name)
 

@@ -34,10 +34,10 @@ from typing import NamedTuple
 import numpy as np
 
 from . import io
+from .config import FLOW_SAMPLERS
 
 __all__ = ["ZFit", "collect", "fit_z", "main", "write_report"]
 
-FLOW_SAMPLERS = ("fhmc", "imh")
 COLUMNS = ["job", "experiment", "label", "L", "beta", "kernel_size", "num_layers", "prior", "sampler", "acceptance",
            "tau_M", "tau_M_err", "tau_M_window", "tau_M_reliable", "xi", "xi_err", "traj_per_second", "cost_per_indep",
            "cost_per_indep_err", "training_seconds", "flow_mh_acceptance", "overrides"]

@@ -58,11 +58,11 @@ def device_memory(device) -> int | None:
 def estimate(cfg, theory, *, float_bytes: int) -> dict[str, dict[str, tuple[str, float]]]:
     """``{"device": {part: (keys, bytes)}, "host": {part: (keys, bytes)}}`` of the run ``cfg`` on
     ``theory`` (module docstring); ``keys`` are the config keys that set the part's size."""
-    from .config import needs_flow
+    from .config import needs_flow, sampler_specs
 
     s, t = cfg.sampler, cfg.train
     volumes = [theory.L ** theory.d] + [L ** theory.d for L in cfg.volumes]
-    samplers = {n.partition("@")[0] for n in [s.name, *cfg.baselines]}
+    samplers = {spec.sampler for spec in sampler_specs(cfg)}
     device: dict[str, tuple[str, float]] = {}
     for name in samplers:
         vol = max(volumes) if name in ("fhmc", "imh") else volumes[0]

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import rundir
 from .config import register_configs
-from .state import atomic_write_text, disk_full
+from .state import NON_NUMERIC_KEYS, atomic_write_text, disk_full
 
 register_configs()
 
@@ -37,10 +37,10 @@ _OWN_HYDRA_FULL_ERROR = "TRIVFLOW_SET_HYDRA_FULL_ERROR"
 _WANT_TRACEBACK = bool(os.environ.get("TRIVFLOW_TRACEBACK")
                        or (os.environ.get("HYDRA_FULL_ERROR") and not os.environ.get(_OWN_HYDRA_FULL_ERROR)))
 
-#: Overrides that may differ between a run and its resumption (they do not change the numbers;
-#: the state files' fingerprints check the rest).
-RESUME_IGNORED = frozenset({"resume", "progress", "quiet", "plots", "keep_state", "platform",
-                            "sampler.checkpoint_every", "train.checkpoint_every"})
+#: Overrides that may differ between a run and its resumption: the keys that do not change the
+#: numbers (:data:`trivflow.state.NON_NUMERIC_KEYS`, which the state fingerprints leave out too),
+#: except ``experiment``, which as an override selects a whole experiment config.
+RESUME_IGNORED = NON_NUMERIC_KEYS - {"experiment"}
 #: Written into a run directory whose job resumed another one (never a resume candidate itself).
 RESUMED_MARKER = "resumed_in.txt"
 
