@@ -4,7 +4,7 @@
     python benchmarks/bit_equality.py record <dir2>       # after it, same machine
     python benchmarks/bit_equality.py compare <dir> <dir2>
 
-Each run is a library call of :func:`trivflow.experiment.run` (HMC, FHMC with a Gaussian, an
+Each run is a library call of :func:`trivflow.app.experiment.run` (HMC, FHMC with a Gaussian, an
 interp4 and an interp4_x2 prior, NUTS, independence MH). What is recorded per run: results.json
 without wall times, and a SHA-256 of every array of every chains file (the ArviZ creation stamp
 left out), of the training history and of the flow parameters. ``compare`` prints one line per
@@ -80,8 +80,8 @@ def record(where: Path) -> None:
     from hydra import compose, initialize_config_dir
 
     import trivflow
-    from trivflow.config import register_configs
-    from trivflow.experiment import run
+    from trivflow.app.config import register_configs
+    from trivflow.app.experiment import run
 
     register_configs()
     conf = str(Path(trivflow.__file__).parent / "conf")

@@ -1,14 +1,14 @@
 """Generate the configuration reference (Markdown) from trivflow's schemas and YAML options.
 
-Nothing here is written by hand per key, so keys added to ``trivflow.config`` appear on the next
+Nothing here is written by hand per key, so keys added to ``trivflow.app.config`` appear on the next
 build:
 
-* keys, types and schema defaults come from the dataclasses of :mod:`trivflow.config` (walked
+* keys, types and schema defaults come from the dataclasses of :mod:`trivflow.app.config` (walked
   recursively from ``Config``); the descriptions from their docstrings and trailing ``#``
   comments;
 * the default-job values from composing ``config.yaml`` with Hydra's compose API, exactly as
   ``python -m trivflow.run`` does;
-* valid ranges from :func:`trivflow.config.validate` itself: every key is set, one at a time, to
+* valid ranges from :func:`trivflow.app.config.validate` itself: every key is set, one at a time, to
   a few out-of-range probe values (in a config that also runs a flow sampler, so the flow and
   training checks are active) and the ``ValueError`` messages that name the key are collected;
 * groups and options from the YAML files shipped in ``trivflow/conf`` (header comment and the
@@ -186,7 +186,7 @@ def compose_default(overrides: list[str] | None = None):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from trivflow.config import register_configs
+    from trivflow.app.config import register_configs
 
     register_configs()
     GlobalHydra.instance().clear()
@@ -258,7 +258,7 @@ def render() -> str:
     """The whole configuration reference page as Markdown."""
     from omegaconf import OmegaConf
 
-    from trivflow import config as tcfg
+    from trivflow.app import config as tcfg
 
     keys = schema_keys(tcfg.Config)
     default_cfg = compose_default()
@@ -289,13 +289,13 @@ def render() -> str:
     w("# Configuration reference\n\n")
     w("!!! note \"Generated\"\n"
       "    This page is generated at every docs build by `docs/gen_config_reference.py` from the\n"
-      "    dataclass schemas in `trivflow.config`, the default job composed by Hydra, the YAML options\n"
-      "    in `src/trivflow/conf/`, and the messages of `trivflow.config.validate` (valid ranges).\n\n")
+      "    dataclass schemas in `trivflow.app.config`, the default job composed by Hydra, the YAML options\n"
+      "    in `src/trivflow/conf/`, and the messages of `trivflow.app.config.validate` (valid ranges).\n\n")
     w("Set any key on the command line (`python -m trivflow.run sampler.num_traj=5000`), choose an\n"
       "option of a group (`lattice=L16`, `sampler=fhmc`), or an experiment (`experiment=minimal_network`),\n"
       "which sets several groups and keys at once. `python -m trivflow.run --cfg job` prints the composed\n"
       "config; bad values stop the run before any compute with a `ValueError` naming the key and value.\n\n")
-    w("The **valid range** column quotes `trivflow.config.validate`: each key is set, alone, to\n"
+    w("The **valid range** column quotes `trivflow.app.config.validate`: each key is set, alone, to\n"
       "out-of-range probe values in the default job with a flow sampler, and the messages that name the\n"
       "key are listed. A blank cell means no probe was rejected (any value of the type is accepted,\n"
       "or the constraint involves other keys). Types are checked by Hydra when the config is composed.\n\n")

@@ -16,8 +16,8 @@ from scipy import stats
 import trivflow
 from trivflow import hmc
 from trivflow.analysis import gamma_method
-from trivflow.config import register_configs, validate
-from trivflow.experiment import run
+from trivflow.app.config import register_configs, validate
+from trivflow.app.experiment import run
 from trivflow.lattice.theory import Phi4Theory
 from trivflow.priors import (
     CoarseTheoryPrior,
@@ -297,7 +297,7 @@ def test_wrong_ensemble_file_is_refused_at_validation(tmp_path):
 def test_coarse_interp_x2_end_to_end_and_checkpoint(tmp_path):
     """interp4_x2 at L = 8 (β of the L = 4 and L = 2 levels given explicitly) beside FHMC@gaussian.
     (The default-prior coarse_interp and coarse_bigvol experiments also run in tests/test_run.py.)"""
-    from trivflow.experiment import obtain_flow
+    from trivflow.app.experiment import obtain_flow
 
     cfg = compose_cfg(["experiment=coarse_interp", "prior=interp4_x2", "lattice=L8", "prior.beta_coarse=0.45",
                        "prior.beta_coarser=0.3", "baselines=[fhmc@gaussian]", *TINY])

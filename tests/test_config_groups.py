@@ -10,8 +10,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import trivflow
-from trivflow.config import register_configs, validate
-from trivflow.experiment import run
+from trivflow.app.config import register_configs, validate
+from trivflow.app.experiment import run
 from trivflow.lattice import free
 
 CONF = Path(trivflow.__file__).parent / "conf"

@@ -41,7 +41,7 @@ def _leaf_paths(cls, prefix=""):
 
 
 def test_every_schema_key_is_documented(page):
-    from trivflow.config import Config
+    from trivflow.app.config import Config
 
     keys = list(_leaf_paths(Config))
     assert len(keys) > 20
@@ -64,7 +64,7 @@ def test_valid_ranges_come_from_the_validator(gen, page):
     """The range column quotes config.validate: a value it rejects must be described there."""
     from omegaconf import OmegaConf
 
-    from trivflow import config
+    from trivflow.app import config
 
     base = OmegaConf.to_object(gen.compose_default(["sampler=fhmc"]))
     base.sampler.num_steps = 0

@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 from test_run import TINY, compose_cfg
 
-from trivflow import hmc, io, rundir, state
-from trivflow.config import validate
-from trivflow.experiment import beta_source, configure_jax, run
+from trivflow import hmc, io, state
+from trivflow.app import rundir
+from trivflow.app.config import validate
+from trivflow.app.environment import beta_source, configure_jax
+from trivflow.app.experiment import run
 from trivflow.hmc import driver
 from trivflow.lattice.theory import Phi4Theory
 
@@ -131,7 +133,7 @@ def test_resume_rebuilds_a_flow_directory_left_incomplete_by_a_kill(tmp_path):
 
 HOLDER = """
 import sys, time
-from trivflow import rundir
+from trivflow.app import rundir
 with rundir.locked(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(120)
@@ -244,7 +246,7 @@ def test_broken_phase_is_flagged_as_not_mixing(tmp_path):
     block = res["runs"]["hmc"]
     assert block["mixing"]["reliable"] is False and block["mixing"]["rhat"]["M"] > 1.1
     assert any(w.startswith("chains do not mix: R-hat(M) =") for w in block["warnings"])
-    from trivflow.experiment import format_summary
+    from trivflow.app.experiment import format_summary
 
     assert "xi NOT reliable" in format_summary(res)
 
@@ -501,7 +503,7 @@ def test_a_flow_checkpoint_of_another_kernel_is_refused_before_the_hmc_baseline(
 
 
 def test_a_run_too_big_for_memory_is_refused_with_the_estimate():
-    from trivflow.resources import check_memory
+    from trivflow.app.resources import check_memory
 
     cfg = compose_cfg(["sampler.num_chains=10000000", "lattice.L=128", "sampler.num_traj=100"])
     with pytest.raises(ValueError, match=r"this run needs at least 8.39e\+03 GiB of host memory \(hmc chain states "

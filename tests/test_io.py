@@ -11,8 +11,8 @@ from hydra import compose, initialize_config_dir
 import trivflow
 from trivflow import io
 from trivflow.analysis import gamma_method
-from trivflow.config import register_configs
-from trivflow.experiment import run
+from trivflow.app.config import register_configs
+from trivflow.app.experiment import run
 
 CONF = str(Path(trivflow.__file__).parent / "conf")
 # FHMC and an extra volume: two run labels (chains.nc, chains_fhmc_L4.nc), meas_every = 2

@@ -42,20 +42,20 @@ TARGETED = {
                                "def rep(a, b):\n    _r(a, b)\n    if str(b).endswith('/flow'): die()\n"
                                "st.os.replace = rep\n"),
     # the training history being written
-    "training_history": "import trivflow.experiment as ex\nex.atomic_savez = die\n",
+    "training_history": "import trivflow.app.experiment as ex\nex.atomic_savez = die\n",
     # after the first chains file, before the second
     "between_chains_files": ("import trivflow.io as tio\n_w = tio._write_netcdf\nn = [0]\n"
                              "def w(*a):\n    n[0] += 1\n    if n[0] == 2: die()\n    _w(*a)\n"
                              "tio._write_netcdf = w\n"),
     # results.json half written (its temporary file)
-    "results_json": ("import trivflow.experiment as ex\nimport trivflow.state as st\n"
+    "results_json": ("import trivflow.app.experiment as ex\nimport trivflow.state as st\n"
                      "def half(path, text):\n    st._temp_name(path).write_text(text[:100])\n    die()\n"
                      "ex.atomic_write_text = half\n"),
     # results.json written, state/ not yet removed
-    "before_state_removal": ("import shutil, types\nimport trivflow.experiment as ex\n"
+    "before_state_removal": ("import shutil, types\nimport trivflow.app.experiment as ex\n"
                              "ex.shutil = types.SimpleNamespace(rmtree=die, copytree=shutil.copytree)\n"),
     # while the plots are drawn
-    "plots": "import trivflow.plots as pl\npl.plot_run = die\nimport trivflow.experiment\n",
+    "plots": "import trivflow.plots as pl\npl.plot_run = die\nimport trivflow.app.experiment\n",
 }
 
 

@@ -192,7 +192,7 @@ def test_train_flow_resume_is_bit_for_bit(tmp_path):
 def test_state_for_another_lattice_is_refused(tmp_path):
     from test_run import TINY, compose_cfg
 
-    from trivflow.experiment import run
+    from trivflow.app.experiment import run
 
     run(compose_cfg(["lattice.L=4", "plots=false", "keep_state=true", *TINY]), tmp_path)
     assert (tmp_path / "state" / "hmc.npz").is_file()

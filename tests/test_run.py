@@ -12,8 +12,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 import trivflow
-from trivflow.config import register_configs, validate
-from trivflow.experiment import run
+from trivflow.app.config import register_configs, validate
+from trivflow.app.experiment import run
 
 CONF = str(Path(trivflow.__file__).parent / "conf")
 TINY = ["sampler.num_chains=2", "sampler.num_traj=200", "sampler.num_therm=10", "sampler.batch_size=100",

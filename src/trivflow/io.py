@@ -1,6 +1,6 @@
 """Read (and write the chains of) a trivflow run directory (docs/results.md).
 
-A run directory, written by :func:`trivflow.experiment.run` (``python -m trivflow.run``)::
+A run directory, written by :func:`trivflow.app.experiment.run` (``python -m trivflow.run``)::
 
     results.json            summary: lattice, versions, config, runs.<label>, training, flow
     chains.nc               ArviZ InferenceData of the MAIN run (label = ``sampler.name``)
@@ -72,7 +72,7 @@ RESULTS_FILE = "results.json"
 CHAINS_FILE = "chains.nc"
 HISTORY_FILE = "training_history.npz"
 FLOW_DIR = "flow"
-_WRITER = "python -m trivflow.run (trivflow.experiment.run)"
+_WRITER = "python -m trivflow.run (trivflow.app.experiment.run)"
 _POSTERIOR_SCALARS = ("M", "absM", "M2", "G0")
 
 

@@ -232,3 +232,35 @@ def plot_run(run_dir, out_dir=None) -> list[Path]:
         if "delta_H" in stats:
             emit(plot_delta_h(stats["delta_H"].values, label=label), f"{label}_delta_H.png")
     return written
+
+
+def plot_tuning(result, path, title: str = "") -> None:
+    """ξ(β) ± δξ of every point, the final fit of log ξ and β* ± δβ* (a PNG at ``path``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    pts = [p for p in result.points if p.defined]
+    ax.errorbar([p.beta for p in pts], [p.xi for p in pts], [p.xi_err for p in pts], fmt="o", ms=4,
+                label="HMC measurements")
+    for i, p in enumerate(result.points):
+        if p.defined:
+            ax.annotate(str(i), (p.beta, p.xi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.axhline(result.target_xi, color="grey", lw=0.8, ls="--", label=f"target ξ = {result.target_xi:g}")
+    f = result.fit
+    if f is not None and f.beta_star is not None:
+        xs = np.linspace(min(f.betas + (f.beta_star,)), max(f.betas + (f.beta_star,)), 50)
+        ax.plot(xs, np.exp(f.log_xi(xs)), lw=1, label=f"fit: log ξ of degree {f.degree} in β")
+        ax.axvspan(f.beta_star - f.beta_err, f.beta_star + f.beta_err, color="C1", alpha=0.3,
+                   label=f"β* = {f.beta_star:.5f}({round(f.beta_err * 1e5):d})")
+    ax.set_xlabel("β")
+    ax.set_ylabel("ξ")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import io
-from .config import FLOW_SAMPLERS
+from .app.config import FLOW_SAMPLERS
 
 __all__ = ["ZFit", "collect", "fit_z", "main", "write_report"]
 

@@ -1,7 +1,7 @@
 """Hydra entry point: ``python -m trivflow.run [overrides]`` or the ``trivflow`` console script.
 
-Composes the config, takes the run directory for this job (:mod:`trivflow.rundir`: a lock, and a
-finished run is never modified), writes ``.hydra/`` and calls :func:`trivflow.experiment.run`;
+Composes the config, takes the run directory for this job (:mod:`trivflow.app.rundir`: a lock, and a
+finished run is never modified), writes ``.hydra/`` and calls :func:`trivflow.app.experiment.run`;
 everything else is library code usable without Hydra.
 
 Failing: every error — bad input, a damaged file, a diverged training, frozen chains, a busy run
@@ -24,8 +24,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from . import rundir
-from .config import register_configs
+from .app import rundir
+from .app.config import register_configs
 from .state import NON_NUMERIC_KEYS, atomic_write_text, disk_full
 
 register_configs()
@@ -186,7 +186,7 @@ def _fail(err: BaseException, run_dir: Path | None, *, log_files: bool = True):
 
 @hydra.main(version_base=None, config_path="conf", config_name="config")
 def _job(cfg: DictConfig) -> None:
-    from .experiment import format_summary, run
+    from .app.experiment import format_summary, run
 
     logging.getLogger("jax").setLevel(logging.WARNING)  # backend probing is noise for users
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every checkpoint step at INFO

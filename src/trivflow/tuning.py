@@ -35,8 +35,8 @@ Algorithm (:func:`tune_beta`), every step one measurement ``measure(β) -> (ξ, 
 
 The core is independent of how ξ is measured (:func:`tune_beta` takes a callable), so it is
 tested against the free theory, where ξ(β) is exact: cosh(1/ξ) = (1 − β(d − 1))/β at any L.
-:func:`hmc_xi_measure` builds the HMC measurement; :func:`run_tune_beta` is the experiment
-(``task: tune_beta``) writing ``results.json`` with a ``tune_beta`` block.
+:func:`hmc_xi_measure` builds the HMC measurement; the experiment (``task: tune_beta``) writing
+``results.json`` with a ``tune_beta`` block is the application's :mod:`trivflow.app.tune`.
 """
 
 from __future__ import annotations
@@ -44,16 +44,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from .lattice.presets import LINE_OF_CONSTANT_PHYSICS
-from .state import atomic_write_text
 
 log = logging.getLogger("trivflow")
 
@@ -495,173 +492,3 @@ def hmc_xi_measure(key, L: int, d: int, lam: float, *, num_chains: int, num_traj
 
 
 # --------------------------------------------------------------------------- validation, experiment
-
-def resolve_target_xi(c) -> float:
-    """``target_xi``, default L/4 (the line of constant physics)."""
-    return float(c.target_xi) if c.target_xi is not None else c.lattice.L / 4.0
-
-
-def validate_tune(c, theory) -> None:
-    """Check the ``task: tune_beta`` keys for meaning before compute (``c``: the config object).
-
-    Raises ``ValueError`` naming the key, the value and what was expected.
-    """
-    from .config import _fail
-
-    t, L = c.tune, theory.L
-    if L < 4:
-        _fail("lattice.L", L, ">= 4 for task=tune_beta (the effective mass needs C(t) up to t = 2)")
-    if c.sampler.name != "hmc":
-        _fail("sampler.name", c.sampler.name, "'hmc' for task=tune_beta (xi is measured by HMC)")
-    if c.baselines:
-        _fail("baselines", list(c.baselines), "empty for task=tune_beta")
-    if c.volumes:
-        _fail("volumes", list(c.volumes), "empty for task=tune_beta")
-    if getattr(c, "resume", False):
-        _fail("resume", c.resume, "false for task=tune_beta (a tuning run is not resumable; rerun it)")
-    if c.target_xi is not None and not 0 < c.target_xi < L / 2:
-        _fail("target_xi", c.target_xi, f"0 < target_xi < L/2 = {L / 2:g} (a correlation length the "
-              f"effective mass resolves on the L={L} lattice)")
-    if t.max_iter < 2:
-        _fail("tune.max_iter", t.max_iter, "an integer >= 2")
-    if t.fit_points is not None and t.fit_points < 2:
-        _fail("tune.fit_points", t.fit_points, "an integer >= 2 or null (every point)")
-    if t.fit_degree not in (1, 2):
-        _fail("tune.fit_degree", t.fit_degree, "1 (linear) or 2 (quadratic once >= 4 points)")
-    if t.warm_therm is not None and t.warm_therm < 0:
-        _fail("tune.warm_therm", t.warm_therm, "an integer >= 0 or null (then sampler.num_therm)")
-    for key, value in (("tune.tol_sigma", t.tol_sigma), ("tune.fit_window", t.fit_window),
-                       ("tune.bracket_width", t.bracket_width),
-                       ("tune.max_step", t.max_step)):
-        if value is not None and not value > 0:
-            nullable = key in ("tune.bracket_width", "tune.max_step")
-            _fail(key, value, "a positive number" + (" or null" if nullable else ""))
-    for key, value in (("tune.xi_rtol", t.xi_rtol), ("tune.warm_dbeta", t.warm_dbeta)):
-        if not value >= 0:
-            _fail(key, value, "a number >= 0")
-    lo, hi = t.beta_lo, t.beta_hi
-    if (lo is None) != (hi is None):
-        missing, given = ("tune.beta_hi", lo) if hi is None else ("tune.beta_lo", hi)
-        _fail(missing, None, f"a number as well (give both tune.beta_lo and tune.beta_hi or neither; got {given})")
-    if lo is None and not automatic_bracket_available(theory.d, theory.lam):
-        _fail("tune.beta_lo", None, f"a number with tune.beta_hi: no automatic bracket for lattice.d={theory.d}, "
-              f"lattice.lam={theory.lam} (known for lam=0, and for lam=0.5 in 2D from the LCP table)")
-    if lo is not None:
-        if not 0 <= lo < hi:
-            _fail("tune.beta_lo", lo, f"0 <= tune.beta_lo < tune.beta_hi={hi}")
-        if theory.lam == 0 and not hi < 1.0 / theory.d:
-            _fail("tune.beta_hi", hi, f"< 1/d = {1.0 / theory.d:g} for lam=0 (the free theory is unstable beyond)")
-
-
-def run_tune_beta(cfg, out_dir) -> dict:
-    """The ``task: tune_beta`` experiment: tune β at (lattice.L, lattice.lam) to ``target_xi``.
-
-    Writes ``results.json`` with ``experiment``, ``lattice`` (beta = β*), ``seed``,
-    ``versions``, ``command``, ``config``, a ``tune_beta`` block {L, d, lam, target_xi, beta,
-    beta_err, converged, message, plateau, points: [{beta, xi, xi_err, tau_int, seconds, …}]}
-    and ``runs.point<i>``, the full run block of every measurement; and ``plots/tune_beta.png``.
-    """
-    from omegaconf import OmegaConf
-
-    from .config import validate
-    from .experiment import configure_jax, versions
-
-    theory = validate(cfg)  # includes validate_tune: every check before compute
-    device = configure_jax(cfg.precision, cfg.platform)
-    import jax
-
-    from .lattice.observables import default_plateau
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    t, s = cfg.tune, cfg.sampler
-    target = resolve_target_xi(cfg)
-    plateau = tuple(cfg.analysis.plateau) if cfg.analysis.plateau is not None else default_plateau(theory.L)
-    if t.beta_lo is not None:
-        lo, hi = float(t.beta_lo), float(t.beta_hi)
-    else:
-        lo, hi = initial_bracket(theory.d, theory.lam, target, t.bracket_width)
-    beta_max = 1.0 / theory.d if theory.lam == 0 else math.inf
-    measure = hmc_xi_measure(jax.random.key(cfg.seed), theory.L, theory.d, theory.lam,
-                             num_chains=s.num_chains, num_traj=s.num_traj, num_therm=s.num_therm,
-                             num_steps=s.num_steps, traj_length=s.traj_length, integrator=s.integrator,
-                             meas_every=s.meas_every, chunk_size=s.chunk_size, plateau=plateau,
-                             s_tau=cfg.analysis.s_tau, warm_dbeta=t.warm_dbeta, warm_therm=t.warm_therm,
-                             progress=cfg.progress and not cfg.get("quiet", False))
-    log.info("tune_beta: L=%d d=%d lam=%g target xi=%g, bracket [%.6g, %.6g], plateau %s, %d chains x %d",
-             theory.L, theory.d, theory.lam, target, lo, hi, plateau, s.num_chains, s.num_traj)
-
-    def report(p: TunePoint):
-        xi = "undefined" if p.xi is None else f"{p.xi:.5g} ± {p.xi_err:.2g}"
-        log.info("  beta=%.6f  xi=%s  tau_int(|M|)=%s  (%.1f s)", p.beta, xi,
-                 p.extra.get("tau_int", {}).get("absM"), p.extra.get("seconds", float("nan")))
-
-    result = tune_beta(measure, target, lo, hi, max_iter=t.max_iter, tol_sigma=t.tol_sigma, xi_rtol=t.xi_rtol,
-                       fit_points=t.fit_points, fit_degree=t.fit_degree, fit_window=t.fit_window,
-                       max_step=t.max_step, beta_min=0.0, beta_max=beta_max,
-                       callback=report)
-    block = result.to_dict()
-    runs = {}
-    for i, p in enumerate(block["points"]):
-        runs[f"point{i}"] = p.pop("run")
-    block = {"L": theory.L, "d": theory.d, "lam": theory.lam, "plateau": list(plateau),
-             "bracket": [lo, hi], **block}
-    results = {
-        "experiment": cfg.experiment,
-        "task": "tune_beta",
-        "lattice": {**theory.to_dict(), "beta": result.beta},
-        "device": device,
-        "seed": cfg.seed,
-        "precision": cfg.precision,
-        "versions": versions(),
-        "command": " ".join(sys.argv),
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "tune_beta": block,
-        "runs": runs,
-        "wall_seconds": time.time() - started,
-    }
-    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2))
-    try:
-        if cfg.get("plots", True):
-            plot_tuning(result, out_dir / "plots" / "tune_beta.png",
-                        title=f"L={theory.L}, λ={theory.lam}: ξ(β) → {target:g}")
-    except Exception as err:  # a figure must never lose the results
-        log.warning("tune_beta plot not written: %s", err)
-    beta = "n/a" if result.beta is None else f"{result.beta:.6f} ± {result.beta_err:.6f}"
-    log.info("tune_beta: beta* = %s for xi = %g at L=%d (%s); %d measurements, %.0f s", beta, target,
-             theory.L, result.message, len(result.points), results["wall_seconds"])
-    log.info("results written to %s", out_dir / "results.json")
-    return results
-
-
-def plot_tuning(result: TuneResult, path, title: str = "") -> None:
-    """ξ(β) ± δξ of every point, the final fit of log ξ and β* ± δβ* (a PNG at ``path``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    pts = [p for p in result.points if p.defined]
-    ax.errorbar([p.beta for p in pts], [p.xi for p in pts], [p.xi_err for p in pts], fmt="o", ms=4,
-                label="HMC measurements")
-    for i, p in enumerate(result.points):
-        if p.defined:
-            ax.annotate(str(i), (p.beta, p.xi), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.axhline(result.target_xi, color="grey", lw=0.8, ls="--", label=f"target ξ = {result.target_xi:g}")
-    f = result.fit
-    if f is not None and f.beta_star is not None:
-        xs = np.linspace(min(f.betas + (f.beta_star,)), max(f.betas + (f.beta_star,)), 50)
-        ax.plot(xs, np.exp(f.log_xi(xs)), lw=1, label=f"fit: log ξ of degree {f.degree} in β")
-        ax.axvspan(f.beta_star - f.beta_err, f.beta_star + f.beta_err, color="C1", alpha=0.3,
-                   label=f"β* = {f.beta_star:.5f}({round(f.beta_err * 1e5):d})")
-    ax.set_xlabel("β")
-    ax.set_ylabel("ξ")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

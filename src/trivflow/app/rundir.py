@@ -23,7 +23,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .state import NON_NUMERIC_KEYS, atomic_write_text, config_fingerprint
+from ..state import NON_NUMERIC_KEYS, atomic_write_text, config_fingerprint
 
 LOCK_FILE = ".trivflow.lock"
 OWNER_FILE = ".trivflow.owner"

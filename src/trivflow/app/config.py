@@ -14,10 +14,11 @@ from typing import Any, NamedTuple, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from .hmc.driver import validate_run_args
-from .hmc.integrators import INTEGRATORS
-from .lattice.theory import Phi4Theory
-from .priors.factory import PRIOR_NAMES
+from ..hmc.driver import validate_run_args
+from ..hmc.integrators import INTEGRATORS
+from ..lattice.theory import Phi4Theory
+from ..priors.factory import PRIOR_NAMES
+from ..tuning import automatic_bracket_available
 
 
 @dataclass
@@ -223,7 +224,7 @@ _SPELLED_OTHERWISE = {
 def unknown_keys(cfg) -> list[str]:
     """Keys of ``cfg`` (a DictConfig) that no schema of :class:`Config` has: added with ``+``
     they would be silently ignored, so :func:`validate` refuses them."""
-    from .state import flatten_config
+    from ..state import flatten_config
 
     known = flatten_config(OmegaConf.structured(Config))
     return [k for k in flatten_config(cfg) if k not in known]
@@ -232,7 +233,7 @@ def unknown_keys(cfg) -> list[str]:
 def _refuse_unknown_keys(cfg) -> None:
     import difflib
 
-    from .state import flatten_config
+    from ..state import flatten_config
 
     bad = unknown_keys(cfg)
     if not bad:
@@ -257,7 +258,7 @@ def checkpoint_dir(path) -> Path:
 def _validate_checkpoint(c) -> None:
     """``flow.checkpoint`` must be a complete checkpoint whose kernel_size and num_layers are the
     run's, checked here and not after the first sampler has run."""
-    from .training.checkpoint import read_flow_config
+    from ..training.checkpoint import read_flow_config
 
     f = c.flow
     path = checkpoint_dir(f.checkpoint)
@@ -307,7 +308,7 @@ def baseline_priors(c) -> list[str]:
 
 
 def _validate_flow(c, theory: Phi4Theory) -> None:
-    from .flows.api import FlowConfig
+    from ..flows.api import FlowConfig
 
     f, t = c.flow, c.train
     FlowConfig(kernel_size=f.kernel_size, num_layers=f.num_layers, hidden_channels=tuple(f.hidden_channels),
@@ -337,7 +338,7 @@ def _validate_flow(c, theory: Phi4Theory) -> None:
 def _validate_priors(c, theory: Phi4Theory) -> None:
     """Every prior a flow is trained with (``prior.name`` unless ``flow.checkpoint``, and each
     ``sampler@prior`` baseline), and independence MH only where its prior fits (docs/theory.md#priors)."""
-    from .priors.factory import SIZED_PRIORS, check_prior_config, derived_prior_config
+    from ..priors.factory import SIZED_PRIORS, check_prior_config, derived_prior_config
 
     t = c.train
     L_train, L_key = (t.L, "train.L") if t.L is not None else (theory.L, "lattice.L")
@@ -386,7 +387,7 @@ def _check_representable(lat, precision: str) -> None:
 
 def _check_enough_measurements(smp) -> None:
     """The Γ-method needs ≥ MIN_PER_REPLICA measurements per chain and ≥ MIN_TOTAL in all."""
-    from .analysis.gamma import MIN_PER_REPLICA, MIN_TOTAL
+    from ..analysis.gamma import MIN_PER_REPLICA, MIN_TOTAL
 
     n_meas = smp.num_traj // smp.meas_every
     need = max(MIN_PER_REPLICA, -(-MIN_TOTAL // smp.num_chains))
@@ -458,9 +459,62 @@ def validate(cfg: DictConfig | Config) -> Phi4Theory:
     if c.task not in TASKS:
         _fail("task", c.task, f"one of {list(TASKS)}")
     if c.task == "tune_beta":
-        from .tuning import validate_tune
-
         validate_tune(c, theory)
     elif needs_flow(c):
         _validate_flow(c, theory)
     return theory
+
+
+def resolve_target_xi(c) -> float:
+    """``target_xi``, default L/4 (the line of constant physics)."""
+    return float(c.target_xi) if c.target_xi is not None else c.lattice.L / 4.0
+
+
+def validate_tune(c, theory) -> None:
+    """Check the ``task: tune_beta`` keys for meaning before compute (``c``: the config object).
+
+    Raises ``ValueError`` naming the key, the value and what was expected.
+    """
+    t, L = c.tune, theory.L
+    if L < 4:
+        _fail("lattice.L", L, ">= 4 for task=tune_beta (the effective mass needs C(t) up to t = 2)")
+    if c.sampler.name != "hmc":
+        _fail("sampler.name", c.sampler.name, "'hmc' for task=tune_beta (xi is measured by HMC)")
+    if c.baselines:
+        _fail("baselines", list(c.baselines), "empty for task=tune_beta")
+    if c.volumes:
+        _fail("volumes", list(c.volumes), "empty for task=tune_beta")
+    if getattr(c, "resume", False):
+        _fail("resume", c.resume, "false for task=tune_beta (a tuning run is not resumable; rerun it)")
+    if c.target_xi is not None and not 0 < c.target_xi < L / 2:
+        _fail("target_xi", c.target_xi, f"0 < target_xi < L/2 = {L / 2:g} (a correlation length the "
+              f"effective mass resolves on the L={L} lattice)")
+    if t.max_iter < 2:
+        _fail("tune.max_iter", t.max_iter, "an integer >= 2")
+    if t.fit_points is not None and t.fit_points < 2:
+        _fail("tune.fit_points", t.fit_points, "an integer >= 2 or null (every point)")
+    if t.fit_degree not in (1, 2):
+        _fail("tune.fit_degree", t.fit_degree, "1 (linear) or 2 (quadratic once >= 4 points)")
+    if t.warm_therm is not None and t.warm_therm < 0:
+        _fail("tune.warm_therm", t.warm_therm, "an integer >= 0 or null (then sampler.num_therm)")
+    for key, value in (("tune.tol_sigma", t.tol_sigma), ("tune.fit_window", t.fit_window),
+                       ("tune.bracket_width", t.bracket_width),
+                       ("tune.max_step", t.max_step)):
+        if value is not None and not value > 0:
+            nullable = key in ("tune.bracket_width", "tune.max_step")
+            _fail(key, value, "a positive number" + (" or null" if nullable else ""))
+    for key, value in (("tune.xi_rtol", t.xi_rtol), ("tune.warm_dbeta", t.warm_dbeta)):
+        if not value >= 0:
+            _fail(key, value, "a number >= 0")
+    lo, hi = t.beta_lo, t.beta_hi
+    if (lo is None) != (hi is None):
+        missing, given = ("tune.beta_hi", lo) if hi is None else ("tune.beta_lo", hi)
+        _fail(missing, None, f"a number as well (give both tune.beta_lo and tune.beta_hi or neither; got {given})")
+    if lo is None and not automatic_bracket_available(theory.d, theory.lam):
+        _fail("tune.beta_lo", None, f"a number with tune.beta_hi: no automatic bracket for lattice.d={theory.d}, "
+              f"lattice.lam={theory.lam} (known for lam=0, and for lam=0.5 in 2D from the LCP table)")
+    if lo is not None:
+        if not 0 <= lo < hi:
+            _fail("tune.beta_lo", lo, f"0 <= tune.beta_lo < tune.beta_hi={hi}")
+        if theory.lam == 0 and not hi < 1.0 / theory.d:
+            _fail("tune.beta_hi", hi, f"< 1/d = {1.0 / theory.d:g} for lam=0 (the free theory is unstable beyond)")

@@ -10,66 +10,21 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from ..state import atomic_savez, atomic_write_text, config_fingerprint, read_meta, replace_dir, temporary_dir
 from . import rundir
 from .config import FLOW_SAMPLERS, checkpoint_dir, sampler_specs, validate
-from .state import atomic_savez, atomic_write_text, config_fingerprint, read_meta, replace_dir, temporary_dir
+from .environment import beta_source, configure_jax, results_header
 
 log = logging.getLogger("trivflow")
-
-
-#: ``platform=`` value → the ``Device.platform`` JAX reports for it
-_PLATFORM_OF = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "tpu": "tpu"}
-
-
-def configure_jax(precision: str = "float64", platform_name: str | None = None) -> dict:
-    """Apply precision and platform before any JAX array exists (docs/reference/configuration.md), and return the
-    devices JAX will use, ``{"platform", "device_kind", "devices"}`` (results.json ``device``).
-
-    Raises ``ValueError`` when ``platform_name`` is set and JAX has no such device (instead of
-    running elsewhere), listing the devices it sees."""
-    import jax
-
-    jax.config.update("jax_enable_x64", precision == "float64")
-    if platform_name:
-        previous = jax.config.jax_platforms
-        jax.config.update("jax_platforms", platform_name)
-        try:
-            devices = jax.devices()
-        except RuntimeError:  # the backend does not exist here
-            devices = None
-        if devices is None or devices[0].platform != _PLATFORM_OF[platform_name]:
-            jax.config.update("jax_platforms", previous)
-            seen = jax.devices() if devices is None else devices
-            raise ValueError(
-                f"platform={platform_name!r} is invalid: JAX has no {platform_name} device here (it sees "
-                f"{[str(d) for d in seen]}, platform {seen[0].platform!r}; a GPU needs the CUDA build of jax, "
-                f"docs/install.md): set platform=null to use what there is")
-    devices = jax.devices()
-    return {"platform": devices[0].platform, "device_kind": devices[0].device_kind,
-            "devices": [str(d) for d in devices]}
-
-
-def versions() -> dict:
-    """Versions of Python and the libraries that determine the numbers."""
-    out = {"python": platform.python_version()}
-    for pkg in ("trivflow", "jax", "jaxlib", "numpy", "flax", "optax", "numpyro"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
 
 
 @dataclass
@@ -97,11 +52,11 @@ def obtain_flow(cfg, theory, out_dir: Path, *, progress: bool, prior_dir: Path |
     ``prior=interp4_x2`` trains two flows (:func:`obtain_x2_flow`)."""
     import jax
 
-    from .flows import Flow, build_flow, split_flow
-    from .lattice.phi4 import phi4_action
-    from .priors import make_prior
-    from .training import check_training, evaluate_flow, load_flow, save_flow, train_flow
-    from .training.checkpoint import is_complete
+    from ..flows import Flow, build_flow, split_flow
+    from ..lattice.phi4 import phi4_action
+    from ..priors import make_prior
+    from ..training import check_training, evaluate_flow, load_flow, save_flow, train_flow
+    from ..training.checkpoint import is_complete
 
     kwargs = _flow_kwargs(cfg)
     if cfg.flow.checkpoint:
@@ -164,7 +119,7 @@ def compose_trained(g1: TrainedFlow, g2: TrainedFlow) -> TrainedFlow:
     """g = g₂ ∘ g₁ (:func:`trivflow.flows.compose_flows`: one Compose module, so FHMC keeps the
     hand-written pullback); the config and training blocks are g₂'s with g₁'s under
     ``"coarse"``; no prior (it is neither one's)."""
-    from .flows import compose_flows
+    from ..flows import compose_flows
 
     training = None if g2.training is None else {**g2.training, "coarse": g1.training}
     return TrainedFlow(compose_flows(g1.flow, g2.flow), {**g2.config, "coarse": g1.config}, training)
@@ -182,8 +137,8 @@ def obtain_x2_flow(cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow
     """``prior=interp4_x2`` (docs/theory.md#priors): g₁ trained at (L/2, β(L/2)) with interp4 from
     (L/4, β(L/4)) into ``out_dir/coarse``, g₂ at L with interp4 from (L/2, β(L/2)) into
     ``out_dir/flow`` (g₁ copied to ``flow/coarse``, so the checkpoint loads as g₂ ∘ g₁)."""
-    from .priors.factory import x2_levels
-    from .training.checkpoint import is_complete
+    from ..priors.factory import x2_levels
+    from ..training.checkpoint import is_complete
 
     t = cfg.train
     L = t.L or theory.L
@@ -209,7 +164,7 @@ def obtain_x2_flow(cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow
 def obtain_prior_flow(prior_name: str, cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow:
     """A flow trained like the main one but with prior ``prior_name`` (a ``sampler@prior``
     baseline), in ``out_dir/trainings/<prior_name>``; ensembles cached in ``out_dir/priors``."""
-    from .priors.factory import derived_prior_config
+    from ..priors.factory import derived_prior_config
 
     prior = derived_prior_config(OmegaConf.to_container(cfg.prior), prior_name)
     sub = _with(cfg, {"flow.checkpoint": None, **{f"prior.{k}": v for k, v in prior.items()}})
@@ -241,7 +196,7 @@ def run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: b
 
     Raises ``ValueError`` when the chains do not move (``sampler.min_acceptance``), naming the
     keys to change."""
-    from .hmc.driver import FrozenChainsError
+    from ..hmc.driver import FrozenChainsError
 
     try:
         return _run_sampler(name, cfg, theory, flow, progress=progress, state_path=state_path)
@@ -264,11 +219,11 @@ def _frozen_advice(name: str, s) -> str:
 def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: bool, state_path: Path | None):
     import jax
 
-    from . import hmc
-    from .hmc.flowed import fhmc_kernel, pulled_back_measure
-    from .priors import GaussianPrior
-    from .priors.base import as_pytree
-    from .samplers import flow_proposal, run_imh, run_nuts
+    from .. import hmc
+    from ..hmc.flowed import fhmc_kernel, pulled_back_measure
+    from ..priors import GaussianPrior
+    from ..priors.base import as_pytree
+    from ..samplers import flow_proposal, run_imh, run_nuts
 
     s = cfg.sampler
     key_init, key_run = jax.random.split(jax.random.key(cfg.seed))
@@ -327,7 +282,7 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict:
         with rundir.locked(out_dir):  # the whole job; re-entrant when the CLI holds it already
             rundir.check_unfinished(out_dir, cfg, resuming=bool(cfg.get("resume", False)))
             if tune:
-                from .tuning import run_tune_beta
+                from .tune import run_tune_beta
 
                 return run_tune_beta(cfg, out_dir)
             return _run(cfg, theory, out_dir)
@@ -344,11 +299,11 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
     device = configure_jax(cfg.precision, cfg.platform)
     device["memory_estimate"] = check_memory(cfg, theory, jax.devices()[0],
                                              float_bytes=8 if cfg.precision == "float64" else 4)
-    from .io import write_chains
-    from .lattice.observables import default_plateau
-    from .lattice.theory import Phi4Theory
-    from .plots import PLOTS_DIR, plot_run
-    from .summary import summarize_phi4_run
+    from ..io import write_chains
+    from ..lattice.observables import default_plateau
+    from ..lattice.theory import Phi4Theory
+    from ..plots import PLOTS_DIR, plot_run
+    from ..summary import summarize_phi4_run
 
     beta_note = beta_source(theory, cfg.action.name)
     log.info("lattice %s: beta %s", theory, beta_note)
@@ -356,7 +311,7 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
         log.warning("beta=%g at L=%d: %s", theory.beta, theory.L, beta_note)
     if cfg.sampler.shard and any(spec.sampler in ("hmc", "fhmc") for spec in sampler_specs(cfg)):
         # before any compute: the chains must divide over the devices
-        from .hmc.driver import chain_shardings
+        from ..hmc.driver import chain_shardings
 
         chain_shardings(None, cfg.sampler.num_chains)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -394,19 +349,8 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
         chains[label] = (result, sampler, th.to_dict())
     flow = flows.get(cfg.prior.name)
 
-    results = {
-        "experiment": cfg.experiment,
-        "lattice": theory.to_dict(),
-        "beta_source": beta_note,
-        "device": device,
-        "seed": cfg.seed,
-        "precision": cfg.precision,
-        "versions": versions(),
-        "command": " ".join(sys.argv),
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "runs": runs,
-        "wall_seconds": time.time() - started,
-    }
+    results = {**results_header(cfg, device), "lattice": theory.to_dict(), "beta_source": beta_note,
+               "runs": runs, "wall_seconds": time.time() - started}
     if flow is not None and flow.training is not None:
         results["training"] = flow.training
     if any(p != cfg.prior.name for p in flows):  # flows of sampler@prior baselines
@@ -428,27 +372,6 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
             log.exception("plots of %s failed", out_dir)
     log.info("\n%s", format_summary(results))
     return results
-
-
-def beta_source(theory, action: str = "phi4") -> str:
-    """Where β comes from, for the printed header and results.json ``beta_source``: the line of
-    constant physics ξ = L/4 (λ = 0.5, 2D; :data:`~trivflow.lattice.presets.LINE_OF_CONSTANT_PHYSICS`),
-    another preset's β (e.g. ``lattice.L=128`` keeping the L8 preset's), or set directly."""
-    from .lattice.presets import LINE_OF_CONSTANT_PHYSICS as LCP
-
-    L, beta = theory.L, theory.beta
-    if action == "free" or theory.lam == 0:
-        return "set for the free theory (lambda = 0; exact results beside the measured ones)"
-    if theory.lam != 0.5 or theory.d != 2:
-        return "set directly (the tabulated line of constant physics is for d = 2, lambda = 0.5)"
-    if LCP.get(L) == beta:
-        return f"on the line of constant physics xi = L/4 (tabulated beta({L}))"
-    here = f"where beta({L}) = {LCP[L]}" if L in LCP else "where no beta is tabulated (task=tune_beta finds it)"
-    others = [k for k, b in LCP.items() if b == beta]
-    if others:
-        return (f"from the lattice=L{others[0]} preset (xi = {others[0] / 4:g} at L = {others[0]}): off the line of "
-                f"constant physics at L = {L}, {here}")
-    return f"set by lattice.beta: off the tabulated line of constant physics xi = L/4 at L = {L}, {here}"
 
 
 def _fmt(pair) -> str:

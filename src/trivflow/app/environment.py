@@ -1,0 +1,81 @@
+"""Where a job runs and what produced its numbers: JAX's precision and platform, library
+versions, the results.json header shared by every task, and where β comes from."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib import metadata
+
+from omegaconf import OmegaConf
+
+#: ``platform=`` value → the ``Device.platform`` JAX reports for it
+_PLATFORM_OF = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "tpu": "tpu"}
+
+
+def configure_jax(precision: str = "float64", platform_name: str | None = None) -> dict:
+    """Apply precision and platform before any JAX array exists (docs/reference/configuration.md), and return the
+    devices JAX will use, ``{"platform", "device_kind", "devices"}`` (results.json ``device``).
+
+    Raises ``ValueError`` when ``platform_name`` is set and JAX has no such device (instead of
+    running elsewhere), listing the devices it sees."""
+    import jax
+
+    jax.config.update("jax_enable_x64", precision == "float64")
+    if platform_name:
+        previous = jax.config.jax_platforms
+        jax.config.update("jax_platforms", platform_name)
+        try:
+            devices = jax.devices()
+        except RuntimeError:  # the backend does not exist here
+            devices = None
+        if devices is None or devices[0].platform != _PLATFORM_OF[platform_name]:
+            jax.config.update("jax_platforms", previous)
+            seen = jax.devices() if devices is None else devices
+            raise ValueError(
+                f"platform={platform_name!r} is invalid: JAX has no {platform_name} device here (it sees "
+                f"{[str(d) for d in seen]}, platform {seen[0].platform!r}; a GPU needs the CUDA build of jax, "
+                f"docs/install.md): set platform=null to use what there is")
+    devices = jax.devices()
+    return {"platform": devices[0].platform, "device_kind": devices[0].device_kind,
+            "devices": [str(d) for d in devices]}
+
+
+def versions() -> dict:
+    """Versions of Python and the libraries that determine the numbers."""
+    out = {"python": platform.python_version()}
+    for pkg in ("trivflow", "jax", "jaxlib", "numpy", "flax", "optax", "numpyro"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def beta_source(theory, action: str = "phi4") -> str:
+    """Where β comes from, for the printed header and results.json ``beta_source``: the line of
+    constant physics ξ = L/4 (λ = 0.5, 2D; :data:`~trivflow.lattice.presets.LINE_OF_CONSTANT_PHYSICS`),
+    another preset's β (e.g. ``lattice.L=128`` keeping the L8 preset's), or set directly."""
+    from ..lattice.presets import LINE_OF_CONSTANT_PHYSICS as LCP
+
+    L, beta = theory.L, theory.beta
+    if action == "free" or theory.lam == 0:
+        return "set for the free theory (lambda = 0; exact results beside the measured ones)"
+    if theory.lam != 0.5 or theory.d != 2:
+        return "set directly (the tabulated line of constant physics is for d = 2, lambda = 0.5)"
+    if LCP.get(L) == beta:
+        return f"on the line of constant physics xi = L/4 (tabulated beta({L}))"
+    here = f"where beta({L}) = {LCP[L]}" if L in LCP else "where no beta is tabulated (task=tune_beta finds it)"
+    others = [k for k, b in LCP.items() if b == beta]
+    if others:
+        return (f"from the lattice=L{others[0]} preset (xi = {others[0] / 4:g} at L = {others[0]}): off the line of "
+                f"constant physics at L = {L}, {here}")
+    return f"set by lattice.beta: off the tabulated line of constant physics xi = L/4 at L = {L}, {here}"
+
+
+def results_header(cfg, device: dict) -> dict:
+    """The keys every task's results.json starts with (docs/results.md): experiment, device, seed,
+    precision, versions, the command line and the resolved config."""
+    return {"experiment": cfg.experiment, "device": device, "seed": cfg.seed, "precision": cfg.precision,
+            "versions": versions(), "command": " ".join(sys.argv),
+            "config": OmegaConf.to_container(cfg, resolve=True)}
