@@ -297,7 +297,11 @@ def test_wrong_ensemble_file_is_refused_at_validation(tmp_path):
 def test_coarse_interp_x2_end_to_end_and_checkpoint(tmp_path):
     """interp4_x2 at L = 8 (β of the L = 4 and L = 2 levels given explicitly) beside FHMC@gaussian.
     (The default-prior coarse_interp and coarse_bigvol experiments also run in tests/test_run.py.)"""
-    from trivflow.app.experiment import obtain_flow
+    from trivflow.app.experiment import make_plan, prepare_flow
+
+    def obtain_flow(cfg, theory, out_dir, progress):  # the flow the plan of cfg samples with
+        return prepare_flow(make_plan(cfg, theory, out_dir).flows[cfg.prior.name], cfg, theory, out_dir,
+                            progress=progress)
 
     cfg = compose_cfg(["experiment=coarse_interp", "prior=interp4_x2", "lattice=L8", "prior.beta_coarse=0.45",
                        "prior.beta_coarser=0.3", "baselines=[fhmc@gaussian]", *TINY])

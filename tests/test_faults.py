@@ -410,7 +410,7 @@ def test_chains_are_not_written_when_they_cannot_fit(tmp_path, monkeypatch):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(io.shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 1000, 1000))
     with pytest.raises(OSError, match="chains.nc needs about") as err:
-        io.write_chains(tmp_path, {"hmc": (result, "hmc", THEORY.to_dict())}, "hmc")
+        io.write_chains(tmp_path, {"hmc": (result, "hmc", THEORY)}, "hmc")
     assert err.value.errno == errno.ENOSPC and not list(tmp_path.iterdir())
 
 

@@ -13,6 +13,7 @@ from trivflow import io
 from trivflow.analysis import gamma_method
 from trivflow.app.config import register_configs
 from trivflow.app.experiment import run
+from trivflow.lattice import Phi4Theory
 
 CONF = str(Path(trivflow.__file__).parent / "conf")
 # FHMC and an extra volume: two run labels (chains.nc, chains_fhmc_L4.nc), meas_every = 2
@@ -127,7 +128,7 @@ def _fake_result(rng, *, R=2, N=12, every=3, metropolis=True):
 def test_write_chains_without_metropolis_step_and_values_exact(tmp_path):
     rng = np.random.default_rng(0)
     hmc_like, nuts_like = _fake_result(rng), _fake_result(rng, metropolis=False)
-    lattice = {"L": 4, "d": 2, "beta": 0.5, "lam": 0.5}
+    lattice = Phi4Theory(L=4, d=2, beta=0.5, lam=0.5)
     paths = io.write_chains(tmp_path, {"hmc": (hmc_like, "hmc", lattice), "nuts": (nuts_like, "nuts", lattice)}, "hmc")
     assert [p.name for p in paths.values()] == ["chains.nc", "chains_nuts.nc"]
     (tmp_path / "results.json").write_text(json.dumps({"runs": {"hmc": {}, "nuts": {}}}))

@@ -3,7 +3,7 @@
 import jax
 
 from trivflow import hmc, lattice
-from trivflow.summary import correlation_length
+from trivflow.lattice.theory import correlation_length
 
 
 def sample_phi4(theory, num_chains, num_traj, num_therm, seed=0):

@@ -19,8 +19,9 @@ ArviZ has a fixed set of group names, so several runs cannot share one ``posteri
 label gets its own file with the standard groups, and ``az.from_netcdf("chains.nc")`` gives the
 main run directly. Every file has:
 
-* ``posterior`` — per-chain, per-measurement observables (docs/theory.md#observables) on the flowed field φ,
-  dims ``(chain, draw)``: ``M`` (= (1/V)Σφ), ``absM``, ``M2``, ``G0`` (= (1/V)Σφ²), and ``C`` with
+* ``posterior`` — per-chain, per-measurement observables of the theory (its ``measure_fn``) on the
+  flowed field, dims ``(chain, draw)`` plus the theory's ``observable_dims``. For φ⁴
+  (docs/theory.md#observables): ``M`` (= (1/V)Σφ), ``absM``, ``M2``, ``G0`` (= (1/V)Σφ²), and ``C`` with
   dims ``(chain, draw, t)``, t = 0 … L/2: the per-configuration slice correlator
   c(t) = (1/L)Σ_{x₀} s(x₀)s(x₀+t), symmetrised, NOT connected (C(t) = ⟨c(t)⟩ − ⟨M⟩²).
 * ``sample_stats`` — per trajectory (every trajectory of the measurement phase, not only the
@@ -33,8 +34,9 @@ main run directly. Every file has:
   draws are meas_every, 2·meas_every, …, num_traj, and posterior draw d is the configuration
   left by the trajectory whose ``sample_stats`` draw is d (``idata.sample_stats.sel(draw=
   idata.posterior.draw)`` aligns them).
-* attributes (of every group): ``run_label``, ``sampler``, ``L``, ``d``, ``beta``, ``lam``,
-  ``num_therm``, ``meas_every``, ``trivflow_version``, plus ArviZ's own.
+* attributes (of every group): ``run_label``, ``sampler``, ``action`` (the theory's name),
+  ``primary_observable`` (``M`` for φ⁴), the theory's geometry and couplings (φ⁴: ``L``, ``d``,
+  ``beta``, ``lam``), ``num_therm``, ``meas_every``, ``trivflow_version``, plus ArviZ's own.
 
 Every loader raises ``FileNotFoundError`` naming the missing path and what writes it.
 """
@@ -49,7 +51,6 @@ import shutil
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,6 @@ CHAINS_FILE = "chains.nc"
 HISTORY_FILE = "training_history.npz"
 FLOW_DIR = "flow"
 _WRITER = "python -m trivflow.run (trivflow.app.experiment.run)"
-_POSTERIOR_SCALARS = ("M", "absM", "M2", "G0")
 
 
 def _run_dir(run_dir) -> Path:
@@ -103,15 +103,17 @@ def _version() -> str:
         return __version__
 
 
-def chains_to_inference_data(result, *, label: str, sampler: str, lattice: Mapping[str, Any]):
+def chains_to_inference_data(result, *, label: str, sampler: str, theory):
     """One run's :class:`~trivflow.hmc.driver.ChainResult` as an ArviZ InferenceData.
 
     Args:
-        result: the ChainResult (observables of shape ``(num_chains, num_meas[, L/2+1])``,
+        result: the ChainResult (observables of shape ``(num_chains, num_meas, ...)``,
             ΔH/accepted/… of shape ``(num_chains, num_traj)``).
         label: the run label (``runs.<label>`` in results.json).
         sampler: ``hmc`` | ``fhmc`` | ``imh`` | ``nuts``.
-        lattice: ``{"L", "d", "beta", "lam"}`` of the run.
+        theory: the run's :class:`trivflow.theory.Theory`: its ``to_dict()`` (geometry and
+            couplings) and ``name`` become attributes, its ``observable_dims`` name the extra
+            dimensions of non-scalar observables (φ⁴'s ``C``: ``t``).
 
     Returns:
         ``az.InferenceData`` with groups ``posterior`` and ``sample_stats`` (layout in the module
@@ -121,24 +123,30 @@ def chains_to_inference_data(result, *, label: str, sampler: str, lattice: Mappi
 
     every = int(result.meas_every)
     obs = {k: np.asarray(v) for k, v in result.observables.items()}
-    num_chains, num_meas = np.shape(obs["M"])[:2]
+    primary = theory.primary_observable
+    num_chains, num_meas = np.shape(obs[primary])[:2]
     if num_meas * every != result.num_traj:
         raise ValueError(f"{label}: {num_meas} measurements x meas_every={every} != num_traj={result.num_traj}")
     attrs = {
         "run_label": label,
         "sampler": sampler,
-        **{k: lattice[k] for k in ("L", "d", "beta", "lam")},
+        "action": theory.name,
+        "primary_observable": primary,
+        **theory.to_dict(),
         "num_therm": int(result.num_therm),
         "meas_every": every,
         "trivflow_version": _version(),
     }
     chain = np.arange(num_chains)
-    posterior = {k: obs[k] for k in (*_POSTERIOR_SCALARS, "C") if k in obs}
-    posterior.update({k: v for k, v in obs.items() if k not in posterior})  # future observables
+    first = [primary, *theory.tau_observables]  # the headline series first, then the others
+    posterior = {k: obs[k] for k in sorted(obs, key=lambda k: (k not in first, first.index(k) if k in first else 0))}
+    dims = {k: list(theory.observable_dims.get(k, [f"{k}_dim_{i}" for i in range(obs[k].ndim - 2)]))
+            for k in obs if obs[k].ndim > 2}
+    extra = {name: np.arange(obs[k].shape[2 + i]) for k, names in dims.items() for i, name in enumerate(names)}
     post_ds = az.dict_to_dataset(
         posterior, attrs=attrs, library=None,
-        coords={"chain": chain, "draw": every * np.arange(1, num_meas + 1), "t": np.arange(obs["C"].shape[-1])},
-        dims={"C": ["t"]},
+        coords={"chain": chain, "draw": every * np.arange(1, num_meas + 1), **extra},
+        dims=dims,
     )
     stats = {}
     if result.delta_H is not None:
@@ -169,15 +177,15 @@ def write_chains(run_dir, runs: Mapping[str, tuple], main_label: str) -> dict[st
 
     Args:
         run_dir: the run directory.
-        runs: ``label -> (ChainResult, sampler name, lattice dict)``.
+        runs: ``label -> (ChainResult, sampler name, theory)`` (:func:`chains_to_inference_data`).
         main_label: the label written to ``chains.nc``.
 
     Returns:
         ``label -> path written``.
     """
     out = {}
-    for label, (result, sampler, lattice) in runs.items():
-        idata = chains_to_inference_data(result, label=label, sampler=sampler, lattice=lattice)
+    for label, (result, sampler, theory) in runs.items():
+        idata = chains_to_inference_data(result, label=label, sampler=sampler, theory=theory)
         path = chains_path(run_dir, label, main_label)
         _write_netcdf(idata, path)
         out[label] = path

@@ -202,7 +202,8 @@ def plot_run(run_dir, out_dir=None) -> list[Path]:
     """Make every figure of a run directory from its artifacts; returns the PNG paths.
 
     Reads ``results.json``, ``training_history.npz`` (when present) and each run label's chains
-    file; τ_int is recomputed from the stored M series with the run's ``s_tau`` (the same numbers
+    file; τ_int is recomputed from the stored series of the theory's primary observable (M for
+    φ⁴) with the run's ``s_tau`` (the same numbers
     as results.json). Figures go to ``out_dir`` (default ``<run_dir>/plots``).
     """
     from . import io
@@ -221,14 +222,15 @@ def plot_run(run_dir, out_dir=None) -> list[Path]:
     for label, block in results["runs"].items():
         idata = io.load_chains(run_dir, label)
         post, stats = idata.posterior, idata.sample_stats
-        m = post["M"].values
+        name = post.attrs.get("primary_observable", "M")  # the theory's headline series
+        m = post[name].values
         every = int(post.attrs.get("meas_every", block.get("meas_every", 1)))
         with warnings.catch_warnings():  # "window not found" is already reported in results.json
             warnings.simplefilter("ignore", RuntimeWarning)
             res = gamma_method(m, s_tau=block.get("s_tau", 4.0))
-        emit(plot_autocorrelation(res, meas_every=every, name="M", label=label), f"{label}_autocorr_M.png")
-        emit(plot_history(m, post["draw"].values, name="M", label=label), f"{label}_M_history.png")
-        emit(plot_histogram(m, name="M", label=label), f"{label}_M_hist.png")
+        emit(plot_autocorrelation(res, meas_every=every, name=name, label=label), f"{label}_autocorr_{name}.png")
+        emit(plot_history(m, post["draw"].values, name=name, label=label), f"{label}_{name}_history.png")
+        emit(plot_histogram(m, name=name, label=label), f"{label}_{name}_hist.png")
         if "delta_H" in stats:
             emit(plot_delta_h(stats["delta_H"].values, label=label), f"{label}_delta_H.png")
     return written

@@ -451,7 +451,7 @@ def hmc_xi_measure(key, L: int, d: int, lam: float, *, num_chains: int, num_traj
     from . import hmc
     from .lattice.observables import default_plateau
     from .lattice.theory import Phi4Theory
-    from .summary import summarize_phi4_run
+    from .summary import summarize_run
 
     plateau = tuple(plateau) if plateau is not None else default_plateau(L)
     kernel = hmc.phi4_kernel(num_steps, integrator)
@@ -474,7 +474,7 @@ def hmc_xi_measure(key, L: int, d: int, lam: float, *, num_chains: int, num_traj
                                 progress=progress, desc=f"HMC L={L} beta={beta:.5f}")
         wall = time.perf_counter() - started
         finals[float(beta)] = result.final_state.position
-        run = summarize_phi4_run(result, theory, sampler="hmc", s_tau=s_tau, plateau=plateau)
+        run = summarize_run(result, theory, sampler="hmc", s_tau=s_tau, plateau=plateau)
         run["lattice"] = theory.to_dict()
         xi, xi_err = run["observables"]["xi"]
         extra = {
@@ -489,6 +489,3 @@ def hmc_xi_measure(key, L: int, d: int, lam: float, *, num_chains: int, num_traj
         return xi, xi_err, extra
 
     return measure
-
-
-# --------------------------------------------------------------------------- validation, experiment

@@ -9,7 +9,7 @@ Conventions: docs/theory.md#gamma-method; formulas in :mod:`trivflow.analysis.ga
 """
 
 from .binning import bin_series, binned_error
-from .gamma import GammaResult, autocovariance, derived, gamma_method, numerical_gradient, tau_int
+from .gamma import GammaResult, autocovariance, derived, gamma_method, json_float, numerical_gradient, tau_int
 
 __all__ = [
     "GammaResult",
@@ -18,6 +18,7 @@ __all__ = [
     "binned_error",
     "derived",
     "gamma_method",
+    "json_float",
     "numerical_gradient",
     "tau_int",
 ]

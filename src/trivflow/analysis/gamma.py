@@ -137,11 +137,21 @@ class GammaResult:
             out["tau_int_of_w"] = [float(v) for v in self.tau_int_of_w]
         return out
 
+    def mean_err(self) -> list[float | None]:
+        """``[mean, err]`` as results.json stores it (NaN/inf as None: :func:`json_float`)."""
+        return [json_float(self.mean), json_float(self.err)]
+
     def __str__(self) -> str:
         return (
             f"{self.mean:.8g} ± {self.err:.3g}  (τ_int = {self.tau_int:.4g} ± {self.tau_int_err:.2g},"
             f" W = {self.window}, N = {self.n_total}, R = {self.n_replicas}, S_τ = {self.s_tau:g})"
         )
+
+
+def json_float(x) -> float | None:
+    """A float for JSON: NaN and ±inf become None, so that results.json stays valid JSON."""
+    x = float(x)
+    return x if math.isfinite(x) else None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ before any compute. The keys below are the documented interface (docs/reference/
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
@@ -18,6 +19,7 @@ from ..hmc.driver import validate_run_args
 from ..hmc.integrators import INTEGRATORS
 from ..lattice.theory import Phi4Theory
 from ..priors.factory import PRIOR_NAMES
+from ..theory import THEORIES, Theory, make_theory
 from ..tuning import automatic_bracket_available
 
 
@@ -187,7 +189,7 @@ class Config:
     plots: bool = True  # write PNG figures of the run into <run dir>/plots (trivflow.plots)
 
 
-ACTIONS = ("phi4", "free")
+ACTIONS = tuple(THEORIES)  # the library's registry (trivflow.theory.THEORIES)
 SAMPLERS = ("hmc", "fhmc", "imh", "nuts")
 FLOW_SAMPLERS = ("fhmc", "imh")
 PRIORS = PRIOR_NAMES  # one list, the library's (trivflow.priors.factory)
@@ -332,7 +334,7 @@ def _validate_flow(c, theory: Phi4Theory) -> None:
         if not t.lr > 0:
             _fail("train.lr", t.lr, "a positive learning rate")
         if t.beta is not None:
-            Phi4Theory(L=t.L or theory.L, d=theory.d, beta=t.beta, lam=theory.lam)
+            dataclasses.replace(theory, L=t.L or theory.L, beta=t.beta)  # validates the training couplings
 
 
 def _validate_priors(c, theory: Phi4Theory) -> None:
@@ -397,7 +399,7 @@ def _check_enough_measurements(smp) -> None:
               f"and {MIN_TOTAL} in all over sampler.num_chains={smp.num_chains})")
 
 
-def validate(cfg: DictConfig | Config) -> Phi4Theory:
+def validate(cfg: DictConfig | Config) -> Theory:
     """Check every value for meaning before compute; return the validated theory.
 
     Raises ``ValueError`` naming the key, the value and what was expected.
@@ -413,7 +415,7 @@ def validate(cfg: DictConfig | Config) -> Phi4Theory:
         _fail("action.name", c.action.name, f"one of {list(ACTIONS)}")
     if c.action.name == "free" and lat.lam != 0:
         _fail("lattice.lam", lat.lam, "0 with action=free (the free theory has no quartic term)")
-    theory = Phi4Theory(L=lat.L, d=lat.d, beta=lat.beta, lam=lat.lam)
+    theory = make_theory(c.action.name, L=lat.L, d=lat.d, beta=lat.beta, lam=lat.lam)
     for i, spec in enumerate(sampler_specs(c)):
         key = "sampler.name" if i == 0 else "baselines"
         if spec.sampler not in SAMPLERS or (i == 0 and spec.prior is not None):

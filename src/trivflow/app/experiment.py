@@ -8,18 +8,19 @@ it from ``flow.checkpoint``] → sample with ``sampler.name`` and every ``baseli
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ..state import atomic_savez, atomic_write_text, config_fingerprint, read_meta, replace_dir, temporary_dir
+from ..theory import THEORIES
 from . import rundir
 from .config import FLOW_SAMPLERS, checkpoint_dir, sampler_specs, validate
 from .environment import beta_source, configure_jax, results_header
@@ -45,66 +46,199 @@ def _flow_kwargs(cfg) -> dict:
                 compute_dtype=f.compute_dtype)
 
 
-def obtain_flow(cfg, theory, out_dir: Path, *, progress: bool, prior_dir: Path | None = None) -> TrainedFlow:
-    """Train the flow on the training lattice (docs/theory.md#training-reverse-kl), or load ``flow.checkpoint``.
+@dataclass(frozen=True)
+class FlowTraining:
+    """One flow to train: into ``directory`` (``flow/``, ``training_history.npz`` and its
+    ``state/train.npz``), on the lattice (L, β) of the theory, from the prior ``prior``
+    (the ``prior.*`` values for :func:`trivflow.priors.make_prior`)."""
 
-    The prior's ensemble (coarse priors) is cached in ``prior_dir`` (default ``out_dir/priors``).
-    ``prior=interp4_x2`` trains two flows (:func:`obtain_x2_flow`)."""
-    import jax
+    directory: Path
+    L: int
+    beta: float
+    prior: dict
 
-    from ..flows import Flow, build_flow, split_flow
-    from ..lattice.phi4 import phi4_action
-    from ..priors import make_prior
-    from ..training import check_training, evaluate_flow, load_flow, save_flow, train_flow
-    from ..training.checkpoint import is_complete
+    @property
+    def state_path(self) -> Path:
+        return self.directory / "state" / "train.npz"
 
-    kwargs = _flow_kwargs(cfg)
-    if cfg.flow.checkpoint:
-        path = checkpoint_dir(cfg.flow.checkpoint)
-        expect = {k: kwargs[k] for k in ("kernel_size", "num_layers")}
-        graphdef, params, stored = load_flow(path, shape=theory.shape, expect=expect)
-        log.info("flow loaded from %s (trained at %s)", path, stored.get("lattice"))
-        loaded = TrainedFlow(Flow.from_module(graphdef, params), stored, None)
-        if is_complete(path / "coarse"):  # g2 ∘ g1 (interp4_x2): g1 in flow/coarse
-            gd1, p1, stored1 = load_flow(path / "coarse", shape=theory.shape, expect=expect)
-            coarse = TrainedFlow(Flow.from_module(gd1, p1), stored1, None)
-            log.info("composed with the coarse flow from %s", path / "coarse")
-            return compose_trained(coarse, loaded)
-        return loaded
-    if cfg.prior.name == "interp4_x2":
-        return obtain_x2_flow(cfg, theory, out_dir, progress=progress)
+
+@dataclass(frozen=True)
+class FlowPlan:
+    """The flow of one prior name (``prior.name``, or the prior of a ``sampler@prior`` baseline):
+    loaded from ``checkpoint``, or trained in ``levels``, coarsest first (one level; two for
+    ``interp4_x2``, composed g₂ ∘ g₁)."""
+
+    prior: str
+    levels: tuple[FlowTraining, ...]
+    checkpoint: Path | None = None
+
+
+@dataclass(frozen=True)
+class SampleJob:
+    """One sampler run: its run label, sampler, the prior of its flow (flow samplers) and theory."""
+
+    label: str
+    sampler: str
+    prior: str | None
+    theory: object  # trivflow.theory.Theory
+
+    @property
+    def state_path(self) -> Path:
+        return Path("state") / f"{self.label}.npz"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a sample task will do, decided before any compute (:func:`make_plan`)."""
+
+    flows: dict  # prior name → FlowPlan, in the order they are prepared
+    jobs: tuple[SampleJob, ...]
+
+    def state_paths(self, out_dir: Path) -> list[Path]:
+        """Every resumable state file the plan reads (training levels and sampler runs)."""
+        trainings = [lv.state_path for fp in self.flows.values() for lv in fp.levels]
+        return trainings + [out_dir / job.state_path for job in self.jobs]
+
+
+def make_plan(cfg, theory, out_dir: Path) -> Plan:
+    """Parse ``sampler.name``, ``baselines`` (``sampler@prior``), ``volumes`` and each prior's
+    level tower once into a :class:`Plan`: the flows to prepare and the sampler jobs, in order.
+
+    The main prior's flow trains into ``out_dir`` (``interp4_x2``: g₁ into ``out_dir/coarse``)
+    or loads ``flow.checkpoint``; a baseline's prior trains into ``out_dir/trainings/<prior>``."""
+    from ..priors.factory import derived_prior_config, x2_levels
 
     t = cfg.train
     L_train = t.L or theory.L
     beta_train = t.beta if t.beta is not None else theory.beta
-    train_theory = {"L": L_train, "d": theory.d, "beta": beta_train, "lam": theory.lam}
+
+    def levels(prior_cfg: dict, directory: Path) -> tuple[FlowTraining, ...]:
+        if prior_cfg["name"] != "interp4_x2":
+            return (FlowTraining(directory, L_train, beta_train, prior_cfg),)
+        base = {**prior_cfg, "beta_coarser": None, "ensemble_coarser": None}
+        return tuple(FlowTraining(where, lv["L"], lv["beta"], {**base, **lv["prior"]})
+                     for lv, where in zip(x2_levels(prior_cfg, L_train, beta_train), (directory / "coarse", directory)))
+
+    specs = sampler_specs(cfg)
+    main_prior = OmegaConf.to_container(cfg.prior, resolve=True)
+    flows = {}
+    for spec in specs:
+        name = spec.prior or cfg.prior.name
+        if spec.sampler not in FLOW_SAMPLERS or name in flows:
+            continue
+        if name == cfg.prior.name:
+            checkpoint = checkpoint_dir(cfg.flow.checkpoint) if cfg.flow.checkpoint else None
+            flows[name] = FlowPlan(name, () if checkpoint else levels(main_prior, out_dir), checkpoint)
+        else:
+            flows[name] = FlowPlan(name, levels(derived_prior_config(main_prior, name), out_dir / "trainings" / name))
+    jobs = [SampleJob(spec.label, spec.sampler, spec.prior or cfg.prior.name if spec.sampler in FLOW_SAMPLERS
+                      else None, theory) for spec in specs]
+    main = specs[0]
+    jobs += [SampleJob(f"{main.label}_L{L}", main.sampler, jobs[0].prior, theory.with_extent(L))
+             for L in cfg.volumes if L != theory.L]
+    return Plan(flows, tuple(jobs))
+
+
+def remove_old_states(plan: Plan, out_dir: Path, resume) -> None:
+    """States are always written, so that a killed run can be resumed; they are read only when
+    ``resume`` is set: otherwise the states an earlier run left where this plan writes are
+    removed, before anything runs."""
+    if resume:
+        return
+    for path in plan.state_paths(out_dir):
+        if path.exists():
+            log.warning("resume=false: removing the old state %s", path)
+            path.unlink()
+
+
+def load_checkpoint(path: Path, theory, expect: dict) -> TrainedFlow:
+    """The flow saved in ``path`` (``flow.checkpoint``), composed g₂ ∘ g₁ with ``path/coarse``
+    when that holds one (an ``interp4_x2`` checkpoint)."""
+    from ..flows import Flow
+    from ..training import load_flow
+    from ..training.checkpoint import is_complete
+
+    graphdef, params, stored = load_flow(path, shape=theory.shape, expect=expect)
+    log.info("flow loaded from %s (trained at %s)", path, stored.get("lattice"))
+    loaded = TrainedFlow(Flow.from_module(graphdef, params), stored, None)
+    if is_complete(path / "coarse"):  # g2 ∘ g1 (interp4_x2): g1 in flow/coarse
+        gd1, p1, stored1 = load_flow(path / "coarse", shape=theory.shape, expect=expect)
+        log.info("composed with the coarse flow from %s", path / "coarse")
+        return compose_trained(TrainedFlow(Flow.from_module(gd1, p1), stored1, None), loaded)
+    return loaded
+
+
+def prepare_flow(plan: FlowPlan, cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow:
+    """Load or train the flow of ``plan``; the levels of a tower are trained coarsest first and
+    composed, g₁ copied into ``flow/coarse`` so that the checkpoint loads as g₂ ∘ g₁."""
+    from ..training.checkpoint import is_complete
+
+    kwargs = _flow_kwargs(cfg)
+    if plan.checkpoint is not None:
+        return load_checkpoint(plan.checkpoint, theory, {k: kwargs[k] for k in ("kernel_size", "num_layers")})
+    trained = [train_level(level, cfg, theory, out_dir, progress=progress) for level in plan.levels]
+    if len(trained) == 1:
+        return trained[0]
+    for flow in trained:
+        flow.config["prior"] = plan.prior
+    # g1 beside g2, so that flow/ loads as g2 ∘ g1; copied whole or not at all (a kill mid-copy
+    # leaves no flow/coarse, and the resumed run copies it again)
+    coarse, fine = plan.levels
+    target = fine.directory / "flow" / "coarse"
+    if not is_complete(target):
+        tmp = temporary_dir(target)
+        shutil.copytree(coarse.directory / "flow", tmp, dirs_exist_ok=True)
+        replace_dir(tmp, target)
+    return compose_trained(*trained)
+
+
+def train_level(level: FlowTraining, cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow:
+    """Train one flow by reverse KL (docs/theory.md#training-reverse-kl) on (level.L, level.beta)
+    from ``level.prior`` (ensembles cached in ``out_dir/priors``); write ``flow/`` and
+    ``training_history.npz`` into ``level.directory``. A training that ends worse than it started
+    stops the run (:func:`trivflow.training.check_training`)."""
+    import jax
+
+    from ..flows import Flow, build_flow, split_flow
+    from ..priors import make_prior
+    from ..training import check_training, evaluate_flow, save_flow, train_flow
+    from ..training.checkpoint import is_complete
+
+    t, where = cfg.train, level.directory
+    where.mkdir(parents=True, exist_ok=True)
+    kwargs = _flow_kwargs(cfg)
+    train_theory = dataclasses.replace(theory, L=level.L, beta=level.beta)
     flow = Flow.from_module(*split_flow(build_flow(**kwargs)))
-    prior, prior_info = make_prior(cfg.prior, L_train=L_train, d=theory.d, lam=theory.lam, seed=cfg.seed,
-                                   directory=prior_dir or out_dir / "priors", progress=progress)
-    action_fn = partial(phi4_action, beta=beta_train, lam=theory.lam)
+    prior, prior_info = make_prior(level.prior, L_train=level.L, d=theory.d, lam=theory.lam, seed=cfg.seed,
+                                   directory=out_dir / "priors", progress=progress)
+    action_fn = train_theory.action_fn
     key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
     key_before, key_train, key_after = jax.random.split(key, 3)
     before = evaluate_flow(key_before, flow, prior, action_fn, batch_size=t.batch_size)
-    state_path = state_file(cfg, out_dir, "train")
+    state_path = level.state_path
     trained = state_path.exists() and read_meta(state_path).get("complete", False)
-    log.info("training the flow at %s: %d steps, batch %d, lr %g", train_theory, t.steps, t.batch_size, t.lr)
+    log.info("training the flow at %s: %d steps, batch %d, lr %g", train_theory.to_dict(), t.steps, t.batch_size,
+             t.lr)
+    # the state is this level's: the run's settings with the level's lattice and prior
+    fingerprint = {**config_fingerprint(cfg), "train.L": level.L, "train.beta": level.beta,
+                   **{f"prior.{k}": v for k, v in level.prior.items()}}
     flow, history = train_flow(key_train, flow, prior, action_fn, steps=t.steps, batch_size=t.batch_size,
                                lr=t.lr, log_every=t.log_every, progress=progress, state_path=state_path,
-                               save_every=t.checkpoint_every, fingerprint=config_fingerprint(cfg))
-    flow_config = {**kwargs, "lattice": train_theory, "prior": cfg.prior.name,
+                               save_every=t.checkpoint_every, fingerprint=fingerprint)
+    flow_config = {**kwargs, "lattice": train_theory.to_dict(), "prior": level.prior["name"],
                    "train": {"steps": t.steps, "batch_size": t.batch_size, "lr": t.lr}}
     after = evaluate_flow(key_after, flow, prior, action_fn, batch_size=t.batch_size)
     check_training(before, after, lr=t.lr, steps=t.steps)  # a diverged flow never reaches a sampler
-    if trained and is_complete(out_dir / "flow"):  # resumed after training: flow/ was written then
-        log.info("training had completed: the flow in %s is reused", out_dir / "flow")
+    if trained and is_complete(where / "flow"):  # resumed after training: flow/ was written then
+        log.info("training had completed: the flow in %s is reused", where / "flow")
     else:  # also rebuilds a flow/ whose writing was killed (params from state/train.npz)
-        save_flow(out_dir / "flow", flow.params, flow_config, overwrite=True)
-    atomic_savez(out_dir / "training_history.npz", {k: np.asarray(v) for k, v in history.items()})
+        save_flow(where / "flow", flow.params, flow_config, overwrite=True)
+    atomic_savez(where / "training_history.npz", {k: np.asarray(v) for k, v in history.items()})
     training = {
         "steps": int(history["step"][-1]) if len(history["step"]) else 0,
         "seconds": float(history["seconds"]),
         "compile_seconds": float(history["compile_seconds"]),
-        "lattice": train_theory,
+        "lattice": train_theory.to_dict(),
         "loss": after["loss"], "ess": after["ess"], "mh_acceptance": after["mh_acceptance"],
         "untrained": before,
         "prior": prior_info,
@@ -123,66 +257,6 @@ def compose_trained(g1: TrainedFlow, g2: TrainedFlow) -> TrainedFlow:
 
     training = None if g2.training is None else {**g2.training, "coarse": g1.training}
     return TrainedFlow(compose_flows(g1.flow, g2.flow), {**g2.config, "coarse": g1.config}, training)
-
-
-def _with(cfg, updates: dict):
-    """A copy of ``cfg`` with dotted-key ``updates``."""
-    cfg = cfg.copy()
-    for key, value in updates.items():
-        OmegaConf.update(cfg, key, value, merge=False)
-    return cfg
-
-
-def obtain_x2_flow(cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow:
-    """``prior=interp4_x2`` (docs/theory.md#priors): g₁ trained at (L/2, β(L/2)) with interp4 from
-    (L/4, β(L/4)) into ``out_dir/coarse``, g₂ at L with interp4 from (L/2, β(L/2)) into
-    ``out_dir/flow`` (g₁ copied to ``flow/coarse``, so the checkpoint loads as g₂ ∘ g₁)."""
-    from ..priors.factory import x2_levels
-    from ..training.checkpoint import is_complete
-
-    t = cfg.train
-    L = t.L or theory.L
-    levels = x2_levels(cfg.prior, L, t.beta if t.beta is not None else theory.beta)
-    flows = []
-    for level, where in zip(levels, (out_dir / "coarse", out_dir)):
-        where.mkdir(parents=True, exist_ok=True)
-        sub = _with(cfg, {"train.L": level["L"], "train.beta": level["beta"], "prior.beta_coarser": None,
-                          "prior.ensemble_coarser": None, **{f"prior.{k}": v for k, v in level["prior"].items()}})
-        flows.append(obtain_flow(sub, theory, where, progress=progress, prior_dir=out_dir / "priors"))
-    for flow in flows:
-        flow.config["prior"] = "interp4_x2"
-    # g1 beside g2, so that flow/ loads as g2 ∘ g1; copied whole or not at all (a kill mid-copy
-    # leaves no flow/coarse, and the resumed run copies it again)
-    target = out_dir / "flow" / "coarse"
-    if not is_complete(target):
-        tmp = temporary_dir(target)
-        shutil.copytree(out_dir / "coarse" / "flow", tmp, dirs_exist_ok=True)
-        replace_dir(tmp, target)
-    return compose_trained(*flows)
-
-
-def obtain_prior_flow(prior_name: str, cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow:
-    """A flow trained like the main one but with prior ``prior_name`` (a ``sampler@prior``
-    baseline), in ``out_dir/trainings/<prior_name>``; ensembles cached in ``out_dir/priors``."""
-    from ..priors.factory import derived_prior_config
-
-    prior = derived_prior_config(OmegaConf.to_container(cfg.prior), prior_name)
-    sub = _with(cfg, {"flow.checkpoint": None, **{f"prior.{k}": v for k, v in prior.items()}})
-    where = out_dir / "trainings" / prior_name
-    where.mkdir(parents=True, exist_ok=True)
-    return obtain_flow(sub, theory, where, progress=progress, prior_dir=out_dir / "priors")
-
-
-def state_file(cfg, out_dir: Path, label: str) -> Path:
-    """``out_dir/state/<label>.npz``, the resumable state of one stage (:mod:`trivflow.state`).
-
-    States are always written, so that a killed run can be resumed; they are read only when
-    ``cfg.resume`` is set: otherwise a state left in ``out_dir`` by an earlier run is removed."""
-    path = Path(out_dir) / "state" / f"{label}.npz"
-    if not cfg.get("resume", False) and path.exists():
-        log.warning("resume=false: removing the old state %s", path)
-        path.unlink()
-    return path
 
 
 def run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: bool,
@@ -227,8 +301,8 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
 
     s = cfg.sampler
     key_init, key_run = jax.random.split(jax.random.key(cfg.seed))
-    positions = hmc.random_positions(key_init, s.num_chains, theory.shape)
-    theory_params = hmc.phi4_params(theory, positions.dtype)
+    positions = theory.random_field(key_init, s.num_chains)
+    theory_params = theory.params(positions.dtype)
     desc = f"{name.upper()} L={theory.L}"
     resumable = dict(state_path=state_path, save_every=s.checkpoint_every,
                      fingerprint=None if state_path is None else config_fingerprint(cfg))
@@ -237,17 +311,18 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
                     devices=None if s.shard else jax.devices()[:1], min_acceptance=s.min_acceptance or None,
                     **resumable)
     if name == "hmc":
-        kernel = hmc.phi4_kernel(s.num_steps, s.integrator)
-        return hmc.run_chains(key_run, kernel, positions, theory_params, measure_fn=hmc.phi4_measure, **hmc_args)
+        kernel = hmc.build_kernel(theory.potential_fn, num_steps=s.num_steps, integrator=s.integrator,
+                                  value_and_grad_fn=theory.value_and_grad_fn)
+        return hmc.run_chains(key_run, kernel, positions, theory_params, measure_fn=theory.measure_fn, **hmc_args)
     if name == "nuts":
-        return run_nuts(key_run, hmc.phi4_potential, positions, theory_params, num_warmup=s.num_therm,
-                        num_samples=s.num_traj, measure_fn=hmc.phi4_measure,
+        return run_nuts(key_run, theory.potential_fn, positions, theory_params, num_warmup=s.num_therm,
+                        num_samples=s.num_traj, measure_fn=theory.measure_fn,
                         target_accept_prob=s.target_accept, progress=progress)
     params = {"flow": flow.flow, "theory": theory_params}
     if name == "fhmc":
-        kernel = fhmc_kernel(hmc.phi4_potential, num_steps=s.num_steps, integrator=s.integrator,
-                             force_fn=hmc.phi4_force_fn)
-        measure = pulled_back_measure(hmc.phi4_measure)
+        kernel = fhmc_kernel(theory.potential_fn, num_steps=s.num_steps, integrator=s.integrator,
+                             force_fn=theory.force_fn)
+        measure = pulled_back_measure(theory.measure_fn)
         return hmc.run_chains(key_run, kernel, positions, params, measure_fn=measure, **hmc_args)
     if name == "imh":
         prior = flow.prior if flow.prior is not None else GaussianPrior(theory.shape)
@@ -255,12 +330,12 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
             if not isinstance(prior, GaussianPrior):  # refused by validate(); a library caller may get here
                 raise ValueError(f"imh at L={theory.L}: the flow's prior lives on shape {prior.shape}")
             prior = GaussianPrior(theory.shape)
-        propose = flow_proposal(None, hmc.phi4_potential)  # the prior is a jit argument
+        propose = flow_proposal(None, theory.potential_fn)  # the prior is a jit argument
         params = {**params, "prior": as_pytree(prior)}
         # independence MH stops only when no proposal at all is accepted: a tiny acceptance is the
         # flow's honest figure of merit (experiments/mh_vs_fhmc), not a broken run
         return run_imh(key_run, propose, params, num_chains=s.num_chains, num_steps=s.num_traj,
-                       measure_fn=hmc.phi4_measure, batch_size=s.batch_size, progress=progress, desc=desc,
+                       measure_fn=theory.measure_fn, batch_size=s.batch_size, progress=progress, desc=desc,
                        min_acceptance=1e-12 if s.min_acceptance else None, **resumable)
     raise ValueError(f"sampler.name={name!r} is invalid")  # unreachable after validate()
 
@@ -301,9 +376,8 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
                                              float_bytes=8 if cfg.precision == "float64" else 4)
     from ..io import write_chains
     from ..lattice.observables import default_plateau
-    from ..lattice.theory import Phi4Theory
     from ..plots import PLOTS_DIR, plot_run
-    from ..summary import summarize_phi4_run
+    from ..summary import summarize_run
 
     beta_note = beta_source(theory, cfg.action.name)
     log.info("lattice %s: beta %s", theory, beta_note)
@@ -318,35 +392,22 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
     started = time.time()
     # ξ does not change with the volume at fixed β, so extra volumes use the main lattice's plateau
     plateau = tuple(cfg.analysis.plateau) if cfg.analysis.plateau is not None else default_plateau(theory.L)
-    flows = {}  # prior name → TrainedFlow, each trained (or loaded) once; "sampler@prior" picks one
-
-    def flow_for(spec) -> TrainedFlow | None:
-        if spec.sampler not in FLOW_SAMPLERS:
-            return None
-        prior_name = spec.prior or cfg.prior.name
-        if prior_name not in flows:
-            flows[prior_name] = (obtain_flow(cfg, theory, out_dir, progress=cfg.progress)
-                                 if prior_name == cfg.prior.name else
-                                 obtain_prior_flow(prior_name, cfg, theory, out_dir, progress=cfg.progress))
-        return flows[prior_name]
-
-    specs = sampler_specs(cfg)
-    jobs = [(spec, theory) for spec in specs]
-    jobs += [(specs[0], Phi4Theory(L=L, d=theory.d, beta=theory.beta, lam=theory.lam))
-             for L in cfg.volumes if L != theory.L]
+    plan = make_plan(cfg, theory, out_dir)
+    remove_old_states(plan, out_dir, cfg.get("resume", False))
+    # every flow first (a diverged training stops the run before any sampler), then the samplers
+    flows = {name: prepare_flow(fp, cfg, theory, out_dir, progress=cfg.progress) for name, fp in plan.flows.items()}
     runs, chains = {}, {}
-    for spec, th in jobs:
-        label = spec.label if th.L == theory.L else f"{spec.label}_L{th.L}"
-        log.info("%s: %s, %s, %d chains x %d", cfg.experiment, label, th, cfg.sampler.num_chains,
+    for job in plan.jobs:
+        th = job.theory
+        log.info("%s: %s, %s, %d chains x %d", cfg.experiment, job.label, th, cfg.sampler.num_chains,
                  cfg.sampler.num_traj)
-        sampler = spec.sampler
-        result = run_sampler(sampler, cfg, th, flow_for(spec), progress=cfg.progress,
-                             state_path=state_file(cfg, out_dir, label))
-        runs[label] = summarize_phi4_run(result, th, sampler=sampler, s_tau=cfg.analysis.s_tau, plateau=plateau)
-        runs[label]["lattice"] = th.to_dict()
-        if sampler in FLOW_SAMPLERS:
-            runs[label]["prior"] = spec.prior or cfg.prior.name
-        chains[label] = (result, sampler, th.to_dict())
+        result = run_sampler(job.sampler, cfg, th, flows.get(job.prior), progress=cfg.progress,
+                             state_path=out_dir / job.state_path)
+        runs[job.label] = summarize_run(result, th, sampler=job.sampler, s_tau=cfg.analysis.s_tau, plateau=plateau)
+        runs[job.label]["lattice"] = th.to_dict()
+        if job.prior is not None:
+            runs[job.label]["prior"] = job.prior
+        chains[job.label] = (result, job.sampler, th)
     flow = flows.get(cfg.prior.name)
 
     results = {**results_header(cfg, device), "lattice": theory.to_dict(), "beta_source": beta_note,
@@ -378,6 +439,11 @@ def _fmt(pair) -> str:
     return "n/a" if pair is None or pair[0] is None else f"{pair[0]:.5g} ± {pair[1]:.2g}"
 
 
+#: how the printed summary writes observable names
+_LABELS = {"absM": "<|M|>"}
+_TAU_LABELS = {"absM": "|M|"}
+
+
 def format_summary(results: dict) -> str:
     """A short human-readable table of every run in ``results``."""
     lat = results["lattice"]
@@ -387,13 +453,19 @@ def format_summary(results: dict) -> str:
         tr = results["training"]
         lines.append(f"[training] {tr['steps']} steps in {tr['seconds']:.1f} s: loss {tr['loss']:.5g}, "
                      f"ESS {tr['ess']:.3f}, MH acceptance {tr['mh_acceptance']:.3f} (at L={tr['lattice']['L']})")
+    action = results.get("config", {}).get("action", {}).get("name", "phi4")
+    headline = THEORIES[action].headline if action in THEORIES else None
     for name, r in results["runs"].items():
         o, t = r["observables"], r["tau_int"]
+        shown = [k for k in (headline or o) if k in o]
+        (primary, tau_p), *others = t.items()
         lines += [
             f"[{name}] acceptance {r['acceptance']:.3f}   <exp(-dH)> {_fmt(r['exp_minus_dH'])}",
-            f"  chi {_fmt(o['chi'])}   <|M|> {_fmt(o['absM'])}   G0 {_fmt(o['G0'])}   xi {_fmt(o['xi'])}"
-            + ("   (xi NOT reliable: the chains do not mix)" if not r.get("mixing", {}).get("reliable", True) else ""),
-            f"  tau_int(M) {_fmt(t['M'])} (W={t['M'][2]})   tau_int(|M|) {_fmt(t['absM'])}",
+            "  " + "   ".join(f"{_LABELS.get(k, k)} {_fmt(o[k])}" for k in shown)
+            + (f"   ({', '.join(_LABELS.get(k, k) for k in shown)} NOT reliable: the chains do not mix)"
+               if not r.get("mixing", {}).get("reliable", True) else ""),
+            f"  tau_int({primary}) {_fmt(tau_p)} (W={tau_p[2]})"
+            + "".join(f"   tau_int({_TAU_LABELS.get(k, k)}) {_fmt(v)}" for k, v in others[:1]),
             f"  {r['traj_per_second']:.4g} chain-trajectories/s ({r['seconds']:.1f} s sampling, "
             f"{r['compile_seconds']:.1f} s compile)",
         ]

@@ -1,4 +1,5 @@
-"""2D (any-d) φ⁴ lattice theory as pure JAX functions: action, force, observables, free theory."""
+"""2D (any-d) φ⁴ lattice theory as pure JAX functions: action, force, observables, free theory,
+and :class:`Phi4Theory`/:class:`FreeTheory`, its implementations of :class:`trivflow.theory.Theory`."""
 
 from . import conventions, free
 from .geometry import checkerboard_mask
@@ -14,10 +15,19 @@ from .observables import (
 )
 from .phi4 import free_action, hopping_sum, phi4_action, phi4_force
 from .presets import LINE_OF_CONSTANT_PHYSICS, preset
-from .theory import Phi4Theory, validate_theory
+from .theory import (
+    FreeTheory,
+    Phi4Theory,
+    phi4_force_fn,
+    phi4_measure,
+    phi4_potential,
+    phi4_value_and_grad,
+    validate_theory,
+)
 
 __all__ = [
     "LINE_OF_CONSTANT_PHYSICS",
+    "FreeTheory",
     "Phi4Theory",
     "checkerboard_mask",
     "conventions",
@@ -31,7 +41,11 @@ __all__ = [
     "magnetization",
     "phi4_action",
     "phi4_force",
+    "phi4_force_fn",
+    "phi4_measure",
     "phi4_observables",
+    "phi4_potential",
+    "phi4_value_and_grad",
     "preset",
     "slice_averages",
     "validate_theory",
