@@ -143,7 +143,8 @@ def test_compute_dtype_config():
     assert FlowConfig().compute_dtype is None
     cfg = FlowConfig(kernel_size=5, compute_dtype="float32")
     assert FlowConfig.from_dict(cfg.to_dict()) == cfg
-    for bad in ("float16", "int32", "f32x"):
+    assert FlowConfig(compute_dtype=np.dtype("float64")).compute_dtype == "float64"
+    for bad in ("float16", "int32", "f32x", 3, jnp.int32, [1]):
         with pytest.raises(ValueError, match="flow.compute_dtype") as err:
             build_flow(compute_dtype=bad)
         assert repr(bad) in str(err.value)

@@ -364,3 +364,32 @@ def test_flow_config_round_trip_and_unknown_key():
     assert FlowConfig.from_dict({"kernel_size": 3, "checkpoint": None}, ignore=("checkpoint",)).kernel_size == 3
     with pytest.raises(ValueError, match="name='nope'"):
         registry_flow("nope")
+
+
+def test_flow_fields_are_listed_once():
+    """The FlowConfig fields are the one list: to_dict writes every field, build_flow's signature
+    is derived from them (positional order included)."""
+    import dataclasses
+    import inspect
+
+    names = FlowConfig.field_names()
+    assert names == tuple(f.name for f in dataclasses.fields(FlowConfig))
+    assert tuple(FlowConfig().to_dict()) == names
+    params = inspect.signature(build_flow).parameters
+    assert tuple(params)[:-1] == names and params["dtype"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert all(params[f.name].default == f.default for f in dataclasses.fields(FlowConfig))
+    _, p_pos = split_flow(build_flow(5, 2, (), "tanh", "tanh", 7))
+    _, p_kw = split_flow(build_flow(kernel_size=5, num_layers=2, seed=7))
+    for a, b in zip(jax.tree_util.tree_leaves(p_pos), jax.tree_util.tree_leaves(p_kw)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_layers_split_keeps_public_names():
+    """The activations and pullbacks moved out of layers.py stay importable from trivflow.flows."""
+    from trivflow import flows
+    from trivflow.flows import activations, layers, pullback
+
+    assert flows.ACTIVATIONS is activations.ACTIVATIONS and flows.ODD_ACTIVATIONS is activations.ODD_ACTIVATIONS
+    assert layers.ACTIVATIONS is activations.ACTIVATIONS
+    assert set(activations.ODD_ACTIVATIONS) < set(activations.ACTIVATIONS)
+    assert flows.flow_forward_and_pullback is not None and callable(pullback.half_pullback)

@@ -19,6 +19,7 @@ arrays): pass ``params`` as a jit argument (never close over it), close over ``g
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,17 +27,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from .activations import ACTIVATIONS, ODD_ACTIVATIONS
 from .checkerboard import check_lattice_shape
-from .layers import (
-    ACTIVATIONS,
-    ODD_ACTIVATIONS,
-    AffineCoupling,
-    Compose,
-    Conditioner,
-    GlobalRescaling,
-    canonical_compute_dtype,
-    forward_and_pullback,
-)
+from .layers import AffineCoupling, Compose, Conditioner, GlobalRescaling, canonical_compute_dtype
+from .pullback import forward_and_pullback
 
 
 def _is_int(x) -> bool:
@@ -56,6 +50,10 @@ def _as_sequence(x):
 class FlowConfig:
     """Architecture of a flow g = (rescaling) ∘ (coupling_n) ∘ … ∘ (coupling_1).
 
+    Its fields are THE list of a flow's configuration keys: :meth:`field_names`, :meth:`to_dict`
+    and :meth:`from_dict` (``flow_config.json``), :func:`build_flow`'s parameters and the
+    checkpoint checks are derived from them.
+
     Attributes (the ``flow.*`` config keys):
         kernel_size: odd k ≥ 1 for every coupling layer, or one odd k per layer
             (a sequence of length ``num_layers``). The paper: 3. (k = 1 is valid but cannot
@@ -74,7 +72,7 @@ class FlowConfig:
             speed and accuracy. Not a parameter: changing it keeps the trained params valid.
 
     Validation happens at construction (``ValueError`` naming key and value). Only odd
-    activations (:data:`~trivflow.flows.layers.ODD_ACTIVATIONS`) keep g Z₂-equivariant.
+    activations (:data:`~trivflow.flows.activations.ODD_ACTIVATIONS`) keep g Z₂-equivariant.
     """
 
     kernel_size: int | tuple[int, ...] = 3
@@ -134,24 +132,21 @@ class FlowConfig:
         odd_hidden = self.activation in ODD_ACTIVATIONS or not self.hidden_channels
         return odd_out and odd_hidden
 
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The ``flow.*`` keys of a flow's configuration, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict (tuples → lists) that :meth:`from_dict` accepts."""
-        ks = self.kernel_size
-        return {
-            "kernel_size": list(ks) if isinstance(ks, tuple) else ks,
-            "num_layers": self.num_layers,
-            "hidden_channels": list(self.hidden_channels),
-            "activation": self.activation,
-            "output_activation": self.output_activation,
-            "seed": self.seed,
-            "compute_dtype": self.compute_dtype,
-        }
+        """JSON-friendly dict of every field (tuples → lists) that :meth:`from_dict` accepts."""
+        values = {name: getattr(self, name) for name in self.field_names()}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any], *, ignore: Sequence[str] = ()) -> "FlowConfig":
         """Build from a mapping of ``flow.*`` keys; unknown keys raise unless listed in ``ignore``."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - fields - set(ignore))
+        fields = cls.field_names()
+        unknown = sorted(set(config) - set(fields) - set(ignore))
         if unknown:
             raise ValueError(f"unknown flow config key(s) {unknown}; known keys: {sorted(fields)}")
         return cls(**{k: config[k] for k in config if k in fields})
@@ -174,29 +169,19 @@ class FlowConfig:
         return Compose([*couplings, GlobalRescaling(dtype=dtype)])
 
 
-def build_flow(
-    kernel_size: int | Sequence[int] = 3,
-    num_layers: int = 1,
-    hidden_channels: Sequence[int] = (),
-    activation: str = "tanh",
-    output_activation: str = "tanh",
-    seed: int = 0,
-    *,
-    dtype=None,
-    compute_dtype=None,
-) -> Compose:
+def build_flow(*args, dtype=None, **fields) -> Compose:
     """Build g = e^{a}·(coupling_n ∘ … ∘ coupling_1), validated before anything is computed.
 
     The defaults give the paper's minimal flow: one affine coupling layer with single-conv
     k = 3 conditioners and tanh outputs, then the global rescaling; 4k² + 1 = 37 parameters.
 
     Args:
-        kernel_size, num_layers, hidden_channels, activation, output_activation, seed:
-            see :class:`FlowConfig`.
+        *args, **fields: the fields of :class:`FlowConfig`, by position or name
+            (``kernel_size``, ``num_layers``, ``hidden_channels``, ``activation``,
+            ``output_activation``, ``seed``, ``compute_dtype``: ``None`` for the exact path,
+            ``jnp.float32``/``"float32"`` for mixed precision); the signature is derived from it.
         dtype: parameter dtype; ``None`` is the default float of the JAX config (float64 when
             ``jax_enable_x64`` is on). Use the dtype of the fields the flow will act on.
-        compute_dtype: ``None`` (exact path) or ``jnp.float32``/``"float32"`` (mixed
-            precision); see :class:`FlowConfig`.
 
     Returns:
         An ``nnx.Module`` with ``forward_and_log_det``/``inverse_and_log_det`` on ONE
@@ -207,16 +192,15 @@ def build_flow(
             kernel list of the wrong length, ``num_layers < 1``, bad hidden channels, an unknown
             activation or compute dtype.
     """
-    config = FlowConfig(
-        kernel_size=kernel_size,
-        num_layers=num_layers,
-        hidden_channels=hidden_channels,
-        activation=activation,
-        output_activation=output_activation,
-        seed=seed,
-        compute_dtype=compute_dtype,
-    )
-    return config.build(dtype=dtype)
+    return FlowConfig(*args, **fields).build(dtype=dtype)
+
+
+build_flow.__signature__ = inspect.Signature(
+    [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default, annotation=f.type)
+     for f in dataclasses.fields(FlowConfig)]
+    + [inspect.Parameter("dtype", inspect.Parameter.KEYWORD_ONLY, default=None)],
+    return_annotation="Compose",
+)
 
 
 def compose(*flows: nnx.Module) -> Compose:

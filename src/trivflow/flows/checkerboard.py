@@ -40,6 +40,12 @@ HALF_A: tuple[Block, Block] = ((0, 0), (1, 1))
 HALF_B: tuple[Block, Block] = ((0, 1), (1, 0))
 ALL_BLOCKS: tuple[Block, ...] = ((0, 0), (0, 1), (1, 0), (1, 1))
 
+#: From this kernel size on, the FHMC force path reads the convolution taps as slices of
+#: periodically padded (materialised) blocks (:func:`block_conv_padded`,
+#: :func:`block_conv_transpose_padded`) instead of rolls: at k = 7, 64 chains, the FHMC
+#: trajectory is 2-3× faster (20 → 7× HMC at L = 64), at k = 5 ~15 %, at k = 3 ~5-10 % slower.
+HALO_MIN_KERNEL_SIZE = 5
+
 
 def check_lattice_shape(shape: Sequence[int], *, what: str = "flow input") -> tuple[int, int]:
     """Validate the shape of ONE 2D configuration for a checkerboard flow.

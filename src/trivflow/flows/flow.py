@@ -85,12 +85,9 @@ class Flow:
             from .api import flow_forward_and_pullback
 
             return flow_forward_and_pullback(self.graphdef, self.params, z)
-        (phi, log_det), vjp = jax.vjp(lambda x: self.forward_fn(self.params, x), z)
+        from .pullback import vjp_of
 
-        def pullback(phi_bar, log_det_bar):
-            return vjp((phi_bar, jnp.asarray(log_det_bar, jnp.result_type(log_det)) * jnp.ones_like(log_det)))[0]
-
-        return phi, log_det, pullback
+        return vjp_of(lambda x: self.forward_fn(self.params, x), z)
 
     def module(self) -> nnx.Module:
         """The NNX module of a module flow (merged; for composing and inspection)."""

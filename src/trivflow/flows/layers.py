@@ -10,9 +10,11 @@ each other at corresponding points. Inputs are ONE configuration of shape ``(L0,
 even extents; vmap at the edge for batches. Nothing here depends on L: circular convolutions
 have L-independent parameters, so a flow trained at one even L runs at any other.
 
-Z₂ equivariance g(−z) = −g(z) holds when every activation is odd (tanh, softsign, hard_tanh,
-identity): convolutions have no bias, so s(−z) = −s(z), t(−z) = −t(z), and the coupling uses
-|s|. Non-odd activations (relu, leaky_relu, silu, gelu) break it; see :data:`ODD_ACTIVATIONS`.
+Each bijection also has ``forward_and_pullback(z) -> (φ, log_det, pullback)``, the forward pass
+with the vector–Jacobian product with respect to z (the FHMC force); the hand-written VJPs of
+the coupling layer live in :mod:`trivflow.flows.pullback`, the activation functions in
+:mod:`trivflow.flows.activations` (odd activations keep g Z₂-equivariant:
+:data:`~trivflow.flows.activations.ODD_ACTIVATIONS`).
 """
 
 from __future__ import annotations
@@ -22,17 +24,18 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
+from .activations import ACTIVATIONS
 from .checkerboard import (
     ALL_BLOCKS,
     HALF_A,
     HALF_B,
+    HALO_MIN_KERNEL_SIZE,
     Block,
     block_conv,
     block_conv_padded,
-    block_conv_transpose,
-    block_conv_transpose_padded,
     check_lattice_shape,
     circular_conv,
     from_blocks,
@@ -43,42 +46,23 @@ from .checkerboard import (
     used_taps_sum,
     wrap_pad,
 )
-
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-
-#: name → activation. Only the odd ones (:data:`ODD_ACTIVATIONS`) keep g Z₂-equivariant.
-#: Written with lax/jnp primitives (``jax.nn`` wraps each in its own ``jit``, which costs a
-#: compilation per shape when flows run eagerly).
-ACTIVATIONS = {
-    "tanh": jnp.tanh,
-    "softsign": lambda x: x / (1.0 + jnp.abs(x)),
-    "hard_tanh": lambda x: jnp.clip(x, -1.0, 1.0),
-    "identity": lambda x: x,
-    "relu": lambda x: jnp.maximum(x, 0.0),
-    "leaky_relu": lambda x: jnp.where(x >= 0, x, 0.01 * x),
-    "silu": lambda x: x * jax.lax.logistic(x),
-    "gelu": lambda x: 0.5 * x * (1.0 + jnp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))),  # tanh approx.
-}
-ODD_ACTIVATIONS = frozenset({"tanh", "softsign", "hard_tanh", "identity"})
-
-#: From this kernel size on, the FHMC force path reads the convolution taps as slices of
-#: periodically padded (materialised) blocks instead of rolls: at k = 7, 64 chains, the FHMC
-#: trajectory is 2-3× faster (20 → 7× HMC at L = 64), at k = 5 ~15 %, at k = 3 ~5-10 % slower.
-HALO_MIN_KERNEL_SIZE = 5
+from .pullback import forward_and_pullback, half_pullback, vjp_pullback
 
 #: Accepted values of ``compute_dtype`` (None: compute in the dtype of the field).
 COMPUTE_DTYPES = (None, "float32", "float64")
 
 
 def canonical_compute_dtype(compute_dtype) -> str | None:
-    """``None`` or the name of a supported floating dtype; ``ValueError`` naming the value otherwise."""
-    if compute_dtype is None:
-        return None
-    try:
-        name = jnp.dtype(compute_dtype).name
-    except TypeError:
-        name = None
-    if name is None or name not in COMPUTE_DTYPES:
+    """``None``, or the name in :data:`COMPUTE_DTYPES` of ``compute_dtype`` given as that name
+    (``"float32"``) or as the dtype itself (``jnp.float32``, ``np.dtype("float32")``);
+    ``ValueError`` naming the value otherwise."""
+    if compute_dtype is None or isinstance(compute_dtype, str):
+        name = compute_dtype
+    elif isinstance(compute_dtype, (type, np.dtype)):  # a scalar type or dtype (any other type: 'object')
+        name = np.dtype(compute_dtype).name
+    else:
+        name = ""
+    if name not in COMPUTE_DTYPES:
         raise ValueError(
             f"flow.compute_dtype must be one of {list(COMPUTE_DTYPES)}, got compute_dtype={compute_dtype!r}"
         )
@@ -288,74 +272,6 @@ def _update_half(cond: Conditioner, blocks, source, targets, *, inverse: bool):
     return new, log_det
 
 
-def _activation_vjp(name: str, pre, out, cotangent):
-    """cotangent · act'(pre) for the elementwise output activation ``name``."""
-    if name == "tanh":
-        return cotangent * (1.0 - out * out)
-    if name == "identity":
-        return cotangent
-    _, pullback = jax.vjp(ACTIVATIONS[name], pre)
-    return pullback(cotangent)[0]
-
-
-def _half_pullback(cond: Conditioner, blocks_in, residuals, source, targets, g, g_log_det):
-    """VJP of :func:`_half_forward` with respect to the field (not the kernel), reusing its
-    residuals: cotangents ``g`` (block → map) of the outputs and ``g_log_det`` (scalar) of its
-    log-determinant → cotangents of the inputs.
-
-    y_T = z_T m + t, m = e^{−|s|}, log det = −Σ|s| (Σ log m), (s, t) = act(conv(x_source)):
-        z̄_T = ȳ_T m,   s̄ = −sign(s)(ȳ_T z_T m + ld̄),   t̄ = ȳ_T,
-        x̄_source += convᵀ(act'·s̄, act'·t̄),   ȳ_source passes through.
-    In mixed precision s̄, t̄ and the transposed convolution are evaluated in the compute dtype
-    (a force needs no more: FHMC stays exact for any deterministic force,
-    docs/theory.md#the-pulled-back-action-and-flowed-hmc).
-    """
-    kernel = cond._kernel(0)
-    cdt = residuals[targets[0]][0].dtype  # the dtype s, t were computed in
-    # recompute the pre-activations only if the activation's derivative needs them
-    pre = None
-    if cond.output_activation not in ("tanh", "identity"):
-        pre = cond.pre_activations({b: blocks_in[b] for b in source}, targets)
-    pred = cond.finite_predicate(source, targets)
-
-    def cotangents(gy_t, z_t, res, g_log_det):  # z̄_T and the pre-activation cotangents
-        z_bar, pre_bar = {}, {}
-        for b in targets:
-            s, t, m = res[b]
-            gy = gy_t[b]
-            z_bar[b] = gy * m.astype(gy.dtype)
-            gy_c = gy.astype(cdt)
-            gs = -jnp.sign(s) * (gy_c * z_t[b].astype(cdt) * m + g_log_det)
-            pre_bar[b] = [_activation_vjp(cond.output_activation, None if pre is None else pre[0][b], s, gs),
-                          _activation_vjp(cond.output_activation, None if pre is None else pre[1][b], t, gy_c)]
-        return z_bar, pre_bar
-
-    def transposed_conv(pre_bar, g_src):  # x̄_source += convᵀ(pre_bar)
-        x_bar = block_conv_transpose(kernel, pre_bar, source)
-        return {b: g_src[b] + x_bar[b][0].astype(g_src[b].dtype) for b in source}
-
-    # two stages: the cotangents are materialised before the rolls of the transposed
-    # convolution read them, and the incoming ȳ before the cotangents read it
-    g = dict(g)
-    z_bar, pre_bar = fusion_stage(cotangents, pred, {b: g[b] for b in targets}, {b: blocks_in[b] for b in targets},
-                                  {b: residuals[b] for b in targets}, jnp.asarray(g_log_det, cdt))
-    if cond.kernel_size >= HALO_MIN_KERNEL_SIZE:  # taps as slices of periodically padded cotangents
-        halo = tap_halo(tap_table(kernel.shape[0], source, targets), transpose=True)
-        shape = g[targets[0]].shape[-2:]
-        padded = {b: [wrap_pad(v, halo) for v in maps] for b, maps in pre_bar.items()}
-
-        def transposed_p(padded, g_src):
-            x_bar = block_conv_transpose_padded(kernel, padded, halo, shape, source)
-            return {b: g_src[b] + x_bar[b][0].astype(g_src[b].dtype) for b in source}
-
-        g_src = fusion_stage(transposed_p, pred, padded, {b: g[b] for b in source})
-    else:
-        g_src = fusion_stage(transposed_conv, pred, pre_bar, {b: g[b] for b in source})
-    g.update(z_bar)
-    g.update(g_src)
-    return g
-
-
 class AffineCoupling(nnx.Module):
     """The paper's affine coupling layer, updating both checkerboard halves (docs/theory.md#flows).
 
@@ -413,7 +329,8 @@ class AffineCoupling(nnx.Module):
     def forward_and_pullback(self, z: jnp.ndarray):
         """``(y, log_det, pullback)`` with ``pullback(ȳ, ld̄) -> z̄`` the VJP with respect to z.
 
-        Minimal conditioners: a hand-written pullback (:func:`_half_pullback`) that reuses
+        Minimal conditioners: a hand-written pullback
+        (:func:`~trivflow.flows.pullback.half_pullback`) that reuses
         s, t, e^{−|s|} of the forward pass, in fusion stages (forward factors, cotangents,
         transposed convolution: :func:`~trivflow.flows.checkerboard.fusion_stage`); on CPU
         the FHMC force is 2-3× faster than ``jax.vjp`` of :meth:`forward_and_log_det`, and
@@ -428,31 +345,13 @@ class AffineCoupling(nnx.Module):
 
         def pullback(y_bar, log_det_bar):
             g = to_blocks(y_bar)
-            g = _half_pullback(self.net_a, blocks1, res2, HALF_A, HALF_B, g, log_det_bar)
-            g = _half_pullback(self.net_b, blocks0, res1, HALF_B, HALF_A, g, log_det_bar)
+            g = half_pullback(self.net_a, blocks1, res2, HALF_A, HALF_B, g, log_det_bar)
+            g = half_pullback(self.net_b, blocks0, res1, HALF_B, HALF_A, g, log_det_bar)
             return from_blocks(g)
 
         return from_blocks(blocks2), ld1 + ld2, pullback
 
     __call__ = forward_and_log_det
-
-
-def vjp_pullback(module: nnx.Module, z: jnp.ndarray):
-    """``(y, log_det, pullback)`` of any bijection, the pullback from ``jax.vjp`` of its
-    ``forward_and_log_det`` (with respect to z only)."""
-    (y, log_det), vjp = jax.vjp(module.forward_and_log_det, z)
-
-    def pullback(y_bar, log_det_bar):
-        return vjp((y_bar, jnp.asarray(log_det_bar, jnp.result_type(log_det)) * jnp.ones_like(log_det)))[0]
-
-    return y, log_det, pullback
-
-
-def forward_and_pullback(module: nnx.Module, z: jnp.ndarray):
-    """``(y, log_det, pullback)`` for ``module``: its own ``forward_and_pullback`` if it has one
-    (the hand-written VJPs of this module), else :func:`vjp_pullback`."""
-    method = getattr(module, "forward_and_pullback", None)
-    return method(z) if method is not None else vjp_pullback(module, z)
 
 
 class GlobalRescaling(nnx.Module):
