@@ -250,3 +250,71 @@ def test_float32_and_custom_unhashable_prior():
     assert np.isfinite(h["loss"]).all() and h["loss"][-3:].mean() < h["loss"][:3].mean()
     ev = evaluate_flow(jax.random.PRNGKey(1), trained, prior, L8_ACTION, batch_size=64)
     assert all(np.isfinite(v) for v in ev.values())
+
+
+# --- compile cache -------------------------------------------------------------------------------
+
+
+def test_static_key_compares_partials_by_value_and_the_rest_by_identity():
+    from trivflow.lattice.theory import Phi4Theory
+    from trivflow.training.cache import Static
+
+    a = functools.partial(phi4_action, beta=0.576, lam=0.5)
+    assert Static(a) == Static(functools.partial(phi4_action, beta=0.576, lam=0.5))
+    assert hash(Static(a)) == hash(Static(functools.partial(phi4_action, lam=0.5, beta=0.576)))
+    assert Static(a) != Static(functools.partial(phi4_action, beta=0.5, lam=0.5))
+    assert Static(functools.partial(phi4_action, beta=0.0)) != Static(functools.partial(phi4_action, beta=-0.0))
+    assert Static(functools.partial(phi4_action, beta=1)) != Static(functools.partial(phi4_action, beta=1.0))
+    with_array = functools.partial(phi4_action, beta=jnp.asarray(0.5))  # unhashable value: by identity
+    assert Static(with_array) == Static(with_array)
+    assert Static(with_array) != Static(functools.partial(phi4_action, beta=jnp.asarray(0.5)))
+    theory = Phi4Theory(L=4, d=2, beta=0.5, lam=0.5)
+    assert Static(theory.action) == Static(theory.action)  # a new bound-method object per access
+
+    class Unhashable:
+        __hash__ = None
+
+        def __call__(self, phi):
+            return jnp.sum(phi**2)
+
+    u = Unhashable()
+    assert Static(u) == Static(u) and Static(u) != Static(Unhashable()) and isinstance(hash(Static(u)), int)
+
+
+def test_train_step_cache_is_bounded_and_keyed_by_value():
+    """Equal actions built twice share one compiled step (no miss per fresh partial); another
+    action or an unhashable callable gets its own; the caches are bounded."""
+    from trivflow.training import make_optimizer, make_train_step
+    from trivflow.training.loop import _cached_train_step
+    from trivflow.training.objectives import _evaluation_functions
+
+    assert _cached_train_step.cache_info().maxsize == 16 and _evaluation_functions.cache_info().maxsize == 16
+    opt = make_optimizer(0.01, 10)
+    prior = GaussianPrior((4, 4))
+    _, s1 = make_train_step(prior, functools.partial(phi4_action, beta=0.3, lam=0.5), opt, 8)
+    _, s2 = make_train_step(prior, functools.partial(phi4_action, beta=0.3, lam=0.5), opt, 8)
+    _, s3 = make_train_step(prior, functools.partial(phi4_action, beta=0.4, lam=0.5), opt, 8)
+    assert s1.func is s2.func and s1.func is not s3.func
+    assert make_train_step(prior, L8_ACTION, make_optimizer(0.01, 10), 8)[1].func is \
+        make_train_step(prior, L8_ACTION, opt, 8)[1].func
+
+    class Action:  # mutable, unhashable: cached by identity
+        __hash__ = None
+
+        def __call__(self, phi):
+            return phi4_action(phi, 0.3, 0.5)
+
+    action = Action()
+    flow = module_flow()
+    _, h = train_flow(jax.random.PRNGKey(0), flow, prior, action, steps=4, batch_size=8, log_every=2,
+                      progress=False)
+    _, h_partial = train_flow(jax.random.PRNGKey(0), flow, prior, functools.partial(phi4_action, beta=0.3, lam=0.5),
+                              steps=4, batch_size=8, log_every=2, progress=False)
+    np.testing.assert_array_equal(h["loss"], h_partial["loss"])
+    before = _evaluation_functions.cache_info()
+    evs = [evaluate_flow(jax.random.PRNGKey(1), flow, prior, functools.partial(phi4_action, beta=0.3, lam=0.5),
+                         batch_size=16) for _ in range(2)]
+    assert evs[0] == evs[1] == evaluate_flow(jax.random.PRNGKey(1), flow, prior, action, batch_size=16)
+    after = _evaluation_functions.cache_info()
+    assert after.hits - before.hits >= 1 and after.misses - before.misses <= 2
+

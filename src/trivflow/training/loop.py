@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .cache import Static
 from .objectives import flow_metrics, reverse_kl_loss
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ def check_training(before: dict, after: dict, *, lr: float, steps: int, z: float
 def make_optimizer(lr: float, steps: int) -> optax.GradientTransformation:
     """Adam with learning rate lr · ½(1 + cos(π t/steps)) (cosine decay to 0 at ``steps``).
 
-    Cached, so equal settings give the same (hashable) object and reuse compiled steps.
+    Cached, so equal settings give the same object, and compiled steps (cached on the
+    optimizer object, :func:`make_train_step`) are reused.
     """
     return optax.adam(optax.cosine_decay_schedule(lr, decay_steps=steps, alpha=0.0))
 
@@ -100,19 +102,25 @@ def make_train_step(
 
     The flow and the prior are *arguments* of the compiled functions (pytrees, see
     :func:`trivflow.priors.base.as_pytree`), so neither the parameters nor an ensemble prior's
-    array is a compiled-in constant; the jitted step is cached on the other (hashable)
-    arguments and recompiles only for a new flow or prior *structure* (shapes, static fields),
-    so repeated :func:`train_flow` calls — also with another ensemble of the same shape — do
-    not recompile. Unhashable arguments build a fresh step.
+    array is a compiled-in constant. The compiled step is cached on the static inputs
+    (:mod:`trivflow.training.cache`: at most 16 kept): the action (a ``functools.partial`` of
+    scalars compares by value, so the same action built twice shares the step; other
+    callables by identity), the optimizer (by identity: :func:`make_optimizer` returns one
+    object per setting) and the batch size. It recompiles only for new static inputs or a new
+    flow or prior *structure* (shapes, static fields), so repeated :func:`train_flow` calls —
+    also with another ensemble of the same shape — do not recompile.
     """
     from ..priors.base import as_pytree
 
+    init, step = _cached_train_step(Static(action_fn), Static(optimizer), batch_size)
     prior = as_pytree(prior)
-    try:
-        init, step = _cached_train_step(action_fn, optimizer, batch_size)
-    except TypeError:  # unhashable argument
-        init, step = build_train_step(action_fn, optimizer, batch_size)
     return functools.partial(init, prior=prior), functools.partial(step, prior=prior)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_train_step(action: Static, optimizer: Static, batch_size: int):
+    """:func:`build_train_step` once per static inputs (see :mod:`trivflow.training.cache`)."""
+    return build_train_step(action.value, optimizer.value, batch_size)
 
 
 def build_train_step(
@@ -157,9 +165,6 @@ def build_train_step(
         return TrainState(flow, opt_state, key, *draw(key_z, prior)), flow_metrics(key_mh, w)
 
     return init, jax.jit(step, donate_argnums=0)
-
-
-_cached_train_step = functools.lru_cache(maxsize=16)(build_train_step)
 
 
 def _check_train_args(steps, batch_size, lr, log_every) -> None:

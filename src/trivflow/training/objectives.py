@@ -11,11 +11,13 @@ Importance weights are e^{−w}.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from functools import partial
 
 import jax
 import jax.numpy as jnp
+
+from .cache import Static
 
 
 def reverse_kl_weights(
@@ -98,32 +100,34 @@ def evaluate_flow(
     flow on a fresh prior batch (host floats).
 
     The flow (:class:`trivflow.flows.Flow`) and the prior are jit arguments
-    (:func:`trivflow.priors.base.as_pytree`: an ensemble is not compiled in); with a hashable
-    ``action_fn`` (a ``functools.partial``) the compiled functions are cached, so repeated calls
-    reuse the compilation.
+    (:func:`trivflow.priors.base.as_pytree`: an ensemble is not compiled in). The compiled
+    functions are cached on ``action_fn`` and ``batch_size`` (:mod:`trivflow.training.cache`:
+    a ``functools.partial`` of scalars compares by value, other callables by identity), so
+    repeated calls reuse the compilation.
     """
     from ..priors.base import as_pytree
 
     key_z, key_mh = jax.random.split(key)
-    try:
-        hash(action_fn)
-        weights = partial(_weights, action_fn)
-    except TypeError:  # unhashable: compile for this call only
-        weights = jax.jit(partial(_weights.__wrapped__, action_fn))
-    z, log_r = _draw(batch_size, as_pytree(prior), key_z)
+    draw, weights = _evaluation_functions(Static(action_fn), batch_size)
+    z, log_r = draw(as_pytree(prior), key_z)
     w = weights(flow, z, log_r)
     return {k: float(v) for k, v in _metrics(key_mh, w).items()}
 
 
-@partial(jax.jit, static_argnums=0)
-def _draw(batch_size, prior, key):
-    z = prior.sample(key, batch_size)
-    return z, jax.vmap(prior.log_prob)(z)
+@functools.lru_cache(maxsize=16)
+def _evaluation_functions(action: Static, batch_size: int):
+    """The jitted ``draw(prior, key) -> (z, log r(z))`` of ``batch_size`` prior samples and
+    ``weights(flow, z, log_r) -> w`` of ``action``, once per static inputs."""
+    action_fn = action.value
 
+    def draw(prior, key):
+        z = prior.sample(key, batch_size)
+        return z, jax.vmap(prior.log_prob)(z)
 
-@partial(jax.jit, static_argnums=0)
-def _weights(action_fn, flow, z, log_r):
-    return reverse_kl_weights(flow, z, log_r, action_fn)
+    def weights(flow, z, log_r):
+        return reverse_kl_weights(flow, z, log_r, action_fn)
+
+    return jax.jit(draw), jax.jit(weights)
 
 
 _metrics = jax.jit(_evaluation_metrics)
