@@ -104,11 +104,12 @@ def make_train_step(
     :func:`trivflow.priors.base.as_pytree`), so neither the parameters nor an ensemble prior's
     array is a compiled-in constant. The compiled step is cached on the static inputs
     (:mod:`trivflow.training.cache`: at most 16 kept): the action (a ``functools.partial`` of
-    scalars compares by value, so the same action built twice shares the step; other
-    callables by identity), the optimizer (by identity: :func:`make_optimizer` returns one
-    object per setting) and the batch size. It recompiles only for new static inputs or a new
-    flow or prior *structure* (shapes, static fields), so repeated :func:`train_flow` calls —
-    also with another ensemble of the same shape — do not recompile.
+    scalars compares by value, so the same action built twice shares the step; a bound
+    method by function and instance; other callables by identity), the optimizer (by
+    identity: :func:`make_optimizer` returns one object per setting) and the batch size. It
+    recompiles only for new static inputs or a new flow or prior *structure* (shapes, static
+    fields), so repeated :func:`train_flow` calls — also with another ensemble of the same
+    shape — do not recompile.
     """
     from ..priors.base import as_pytree
 

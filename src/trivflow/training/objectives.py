@@ -102,8 +102,8 @@ def evaluate_flow(
     The flow (:class:`trivflow.flows.Flow`) and the prior are jit arguments
     (:func:`trivflow.priors.base.as_pytree`: an ensemble is not compiled in). The compiled
     functions are cached on ``action_fn`` and ``batch_size`` (:mod:`trivflow.training.cache`:
-    a ``functools.partial`` of scalars compares by value, other callables by identity), so
-    repeated calls reuse the compilation.
+    a ``functools.partial`` of scalars compares by value, a bound method by function and
+    instance, other callables by identity), so repeated calls reuse the compilation.
     """
     from ..priors.base import as_pytree
 
