@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
-import importlib.util
 import json
 import os
 import statistics
@@ -54,9 +53,8 @@ from pathlib import Path
 import numpy as np
 
 _HERE = Path(__file__).resolve().parent
-_spec = importlib.util.spec_from_file_location("trivflow_bench_hmc", _HERE / "hmc.py")
-hb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(hb)  # benchmarks/hmc.py: JaxRunner, summarise, beta_for, machine_info, ...
+sys.path.insert(0, str(_HERE))
+import harness as hb  # noqa: E402  benchmarks/harness.py: JaxRunner, summarise, beta_for, machine_info, ...
 
 DEFAULT_L = [16, 32, 64]
 DEFAULT_K = [3, 5, 7]
@@ -230,7 +228,7 @@ def run_training(jax, args) -> list[dict]:
                           log_every=n, progress=False)
         cpu = time.process_time() - cpu0
         wall, first = float(h["seconds"]), float(h["compile_seconds"])
-        return (n - 1) / (wall - first), first, float(h["loss"][-1]), hb._cpu_fraction(wall, cpu)
+        return (n - 1) / (wall - first), first, float(h["loss"][-1]), hb.cpu_fraction(wall, cpu)
 
     first_call = {name: one(name, 0)[1] for name in setups}  # compiles (cached for the timed runs)
     rates = {name: [] for name in setups}
@@ -439,7 +437,7 @@ def main(argv=None) -> int:
         report["machine"]["loadavg_end"] = os.getloadavg()
         out = args.out.with_name(f"{args.out.stem}_{extra}.json")
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, default=hb._json_default) + "\n")
+        out.write_text(json.dumps(report, indent=2, default=hb.json_default) + "\n")
         print(f"wrote {out}")
         return 0
 

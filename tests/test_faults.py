@@ -24,7 +24,7 @@ from trivflow.app import rundir
 from trivflow.app.config import validate
 from trivflow.app.environment import beta_source, configure_jax
 from trivflow.app.experiment import run
-from trivflow.hmc import driver
+from trivflow.hmc import driver, series
 from trivflow.lattice.theory import Phi4Theory
 
 THEORY = Phi4Theory(L=4, d=2, beta=0.45, lam=0.5)
@@ -307,10 +307,10 @@ def test_damaged_or_misplaced_series_parts_are_refused(damage, tmp_path, monkeyp
         if calls[0] == 3:  # states at t = 4 (therm), 8, 12: two measurement parts, not finished
             raise Killed
 
-    monkeypatch.setattr(driver, "save_state", save_then_stop)
+    monkeypatch.setattr(series, "save_state", save_then_stop)
     with pytest.raises(Killed):
         _hmc_with_parts(path)
-    monkeypatch.setattr(driver, "save_state", state.save_state)
+    monkeypatch.setattr(series, "save_state", state.save_state)
     parts = path.with_suffix(".series")
     p0, p1 = parts / "part00000.npz", parts / "part00001.npz"
     assert p0.exists() and p1.exists()
@@ -320,14 +320,14 @@ def test_damaged_or_misplaced_series_parts_are_refused(damage, tmp_path, monkeyp
         match = r"part00000.npz holds part 1 of the 'hmc' series"
     elif damage == "foreign":  # the same part of another sampler's series
         other = tmp_path / "state" / "fhmc.npz"
-        monkeypatch.setattr(driver, "save_state", save_then_stop)
+        monkeypatch.setattr(series, "save_state", save_then_stop)
         calls[0] = 0
         with pytest.raises(Killed):
             pos = hmc.random_positions(jax.random.key(0), 2, THEORY.shape)
             hmc.run_chains(jax.random.key(1), hmc.phi4_kernel(5), pos, hmc.phi4_params(THEORY, pos.dtype),
                            step_size=0.25, num_traj=16, num_therm=4, measure_fn=hmc.phi4_measure, chunk_size=4,
                            progress=False, state_path=other)
-        monkeypatch.setattr(driver, "save_state", state.save_state)
+        monkeypatch.setattr(series, "save_state", state.save_state)
         shutil.copy(other.with_suffix(".series") / "part00000.npz", p0)
         match = "part00000.npz belongs to another run or sampler"
     elif damage == "missing":

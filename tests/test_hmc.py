@@ -122,6 +122,20 @@ def test_vmapped_chains_equal_a_loop_over_chains_and_chunking_is_invisible():
     assert together.delta_H.shape == (3, 24)
 
 
+def test_compile_caches_are_bounded_and_a_rerun_does_not_recompile():
+    """One compile-cache idiom: functools.lru_cache with a maxsize (no unbounded dicts)."""
+    from trivflow.hmc import chunks
+
+    for cache in (chunks.chunk_function, chunks._compile):
+        assert cache.cache_info().maxsize is not None
+    kernel = hmc.phi4_kernel(3)
+    pos = hmc.random_positions(jax.random.key(0), 2, (4, 4))
+    kw = dict(step_size=0.1, num_traj=8, num_therm=2, chunk_size=4, progress=False)
+    first = hmc.run_chains(jax.random.key(1), kernel, pos, hmc.phi4_params(FREE, pos.dtype), **kw)
+    again = hmc.run_chains(jax.random.key(2), kernel, pos, hmc.phi4_params(INTERACTING, pos.dtype), **kw)
+    assert first.compile_seconds > 0 and again.compile_seconds == 0  # new params, key: same program
+
+
 def test_divergent_trajectories_are_rejected_and_flagged():
     kernel = hmc.phi4_kernel(10)
     params = hmc.phi4_params(INTERACTING)

@@ -16,9 +16,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from trivflow import hmc, state
-from trivflow.hmc import driver
+from trivflow.hmc import driver, series
 from trivflow.lattice.theory import Phi4Theory
-from trivflow.samplers import imh as imh_module
 from trivflow.samplers import run_imh
 
 THEORY = Phi4Theory(L=4, d=2, beta=0.576, lam=0.5)
@@ -107,12 +106,12 @@ def test_run_chains_resume_is_bit_for_bit(tmp_path, monkeypatch):
     # killed after save 1 (in thermalization), 2 (its end), 4 (in measurement); chunks of 4
     for n_saves, phase, t in ((1, "therm", 4), (2, "therm", 8), (4, "measure", 16)):
         path = tmp_path / f"hmc{n_saves}.npz"
-        die_after(driver, monkeypatch, n_saves)
+        die_after(series, monkeypatch, n_saves)
         with pytest.raises(Killed):
             _hmc_run(state_path=path)
         meta = state.read_meta(path)
         assert (meta["phase"], meta["t"]) == (phase, t)
-        monkeypatch.setattr(driver, "save_state", state.save_state)
+        monkeypatch.setattr(series, "save_state", state.save_state)
         res = _hmc_run(state_path=path, save_every=2)
         assert res.extra["resumed_at"] == t
         assert_same_result(res, ref)
@@ -145,13 +144,14 @@ def test_run_imh_resume_is_bit_for_bit(tmp_path, monkeypatch):
     kw = dict(num_chains=2, num_steps=48, measure_fn=hmc.phi4_measure, batch_size=8, progress=False)
     ref = run_imh(jax.random.key(4), _gaussian_proposal, params, **kw)
     path = tmp_path / "imh.npz"
-    die_after(imh_module, monkeypatch, 2)
+    # saves: the start (thermalization step 0, the unconditional first proposal), then chunks of 8
+    die_after(series, monkeypatch, 3)
     with pytest.raises(Killed):
         run_imh(jax.random.key(4), _gaussian_proposal, params, state_path=path, **kw)
-    assert state.read_meta(path)["done"] == 16
-    monkeypatch.setattr(imh_module, "save_state", state.save_state)
+    assert state.read_meta(path)["t"] == 1 + 16
+    monkeypatch.setattr(series, "save_state", state.save_state)
     res = run_imh(jax.random.key(4), _gaussian_proposal, params, state_path=path, **kw)
-    assert res.extra["resumed_at"] == 16
+    assert res.extra["resumed_at"] == 1 + 16
     assert_same_result(res, ref)
     assert_same_result(run_imh(jax.random.key(4), _gaussian_proposal, params, state_path=path, **kw), ref)
 

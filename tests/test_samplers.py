@@ -9,7 +9,7 @@ from numpyro.infer.hmc_util import velocity_verlet
 from trivflow import hmc, lattice
 from trivflow.analysis import gamma_method
 from trivflow.lattice import free
-from trivflow.samplers import run_imh, run_nuts
+from trivflow.samplers import IMHState, imh_kernel, run_imh, run_nuts
 
 FREE = lattice.Phi4Theory(L=6, d=2, beta=0.45, lam=0.0)
 
@@ -89,3 +89,42 @@ def test_independence_mh_accepts_everything_with_the_exact_density():
     res = run_imh(jax.random.key(1), propose, hmc.phi4_params(theory), num_chains=2, num_steps=200,
                   measure_fn=hmc.phi4_measure, progress=False)
     assert res.acceptance == 1.0
+
+
+def test_independence_mh_numbers_do_not_depend_on_the_chunk_size():
+    """IMH is a kernel of the chain driver: step t of chain c uses fold_in(chain_key[c], t)."""
+    theory = lattice.Phi4Theory(L=4, d=2, beta=0.3, lam=0.0)
+    kw = dict(num_chains=3, num_steps=24, num_therm=5, meas_every=2, measure_fn=hmc.phi4_measure, progress=False)
+    a = run_imh(jax.random.key(2), gaussian_proposal(0.85, theory), hmc.phi4_params(theory), batch_size=4, **kw)
+    b = run_imh(jax.random.key(2), gaussian_proposal(0.85, theory), hmc.phi4_params(theory), batch_size=1000, **kw)
+    for name in a.observables:
+        np.testing.assert_array_equal(a.observables[name], b.observables[name], err_msg=name)
+    for name in ("delta_H", "accepted", "acceptance_prob", "divergent"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    # num_therm and meas_every honoured; the unconditional first step is thermalization
+    assert a.observables["M"].shape == (3, 12) and a.accepted.shape == (3, 24)
+    assert a.num_therm == 5 + 1 and a.meas_every == 2
+    assert np.all(np.isfinite(a.delta_H)) and not a.divergent.any()
+    np.testing.assert_array_equal(a.acceptance_prob, np.minimum(1.0, np.exp(-a.delta_H)))
+    assert isinstance(a.final_state, IMHState) and a.final_state.position.shape == (3, 4, 4)
+    np.testing.assert_array_equal(a.final_state.position, b.final_state.position)
+
+
+def test_independence_mh_kernel_first_step_accepts_and_rejects_non_finite_weights():
+    """The chain starts with w = +∞ (the first proposal is accepted unconditionally, ΔH = −∞);
+    a proposal with a non-finite weight is rejected and flagged divergent."""
+    def propose(key, params):
+        phi = jax.random.normal(key, (2, 2))
+        return phi, jnp.where(phi[0, 0] > 0, jnp.nan, jnp.sum(phi**2))
+
+    kernel = imh_kernel(propose)
+    assert imh_kernel(propose) is kernel  # cached: the driver's compile cache finds it again
+    state = kernel.init(jnp.zeros((2, 2)), None)
+    assert state.log_weight == jnp.inf
+    for seed in range(20):
+        new, info = kernel.step(jax.random.key(seed), state, None)
+        if bool(info.divergent):
+            assert not info.accepted and info.acceptance_prob == 0 and new.log_weight == jnp.inf
+        else:
+            assert info.accepted and info.delta_H == -jnp.inf and info.acceptance_prob == 1
+            assert new.log_weight == jnp.sum(new.position**2)

@@ -2,7 +2,7 @@
 
 Each case runs a small script in a subprocess, since the device count is fixed when JAX
 starts: ``XLA_FLAGS=--xla_force_host_platform_device_count=4 JAX_PLATFORMS=cpu`` versus one
-device. HMC and FHMC (flow params replicated) are compared bit for bit: every
+device. HMC, FHMC (flow params replicated) and independence MH are compared bit for bit: every
 device runs the same per-chain program on its slice of the chains, and nothing is reduced
 across chains inside the compiled chunks.
 """
@@ -38,6 +38,14 @@ SCRIPT = textwrap.dedent(
     params = {"flow": flow, "theory": tp}
     res["fhmc"] = hmc.run_chains(jax.random.key(2), kernel, pos, params,
                                  measure_fn=pulled_back_measure(hmc.phi4_measure), **kw)
+    from trivflow.samplers import run_imh
+
+    def propose(key, p):  # a Gaussian proposal N(0, 0.9²), w = log q + S
+        phi = 0.9 * jax.random.normal(key, th.shape, dtype=pos.dtype)
+        return phi, -0.5 * (phi**2).sum() / 0.81 + hmc.phi4_potential(phi, p)
+
+    res["imh"] = run_imh(jax.random.key(3), propose, tp, num_chains=8, num_steps=12, num_therm=2, batch_size=6,
+                         measure_fn=hmc.phi4_measure, progress=False)
     arrays = {}
     for name, r in res.items():
         for k, v in r.observables.items():

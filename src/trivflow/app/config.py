@@ -47,7 +47,7 @@ class SamplerConfig:
 
     hmc/fhmc: ``num_traj`` trajectories of length ``traj_length`` in ``num_steps`` steps
     (step size = traj_length / num_steps) after ``num_therm``. imh: ``num_traj`` Metropolis
-    steps, ``batch_size`` proposals per compiled chunk. nuts: ``num_therm`` adaptation steps,
+    steps after ``num_therm``, ``batch_size`` steps per compiled chunk. nuts: ``num_therm`` adaptation steps,
     ``num_traj`` samples, ``target_accept``.
     """
 

@@ -335,7 +335,8 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
         # independence MH stops only when no proposal at all is accepted: a tiny acceptance is the
         # flow's honest figure of merit (experiments/mh_vs_fhmc), not a broken run
         return run_imh(key_run, propose, params, num_chains=s.num_chains, num_steps=s.num_traj,
-                       measure_fn=theory.measure_fn, batch_size=s.batch_size, progress=progress, desc=desc,
+                       num_therm=s.num_therm, meas_every=s.meas_every, measure_fn=theory.measure_fn,
+                       batch_size=s.batch_size, progress=progress, desc=desc, devices=jax.devices()[:1],
                        min_acceptance=1e-12 if s.min_acceptance else None, **resumable)
     raise ValueError(f"sampler.name={name!r} is invalid")  # unreachable after validate()
 

@@ -8,8 +8,8 @@ more than the factor of the intermediates left out:
 * device (on the CPU backend: host memory too), per sampler: the batched chain state — position,
   momentum and force, their proposals and the donated copies — for hmc/fhmc/nuts,
   :data:`STATE_ARRAYS` (hmc) or :data:`FLOW_STATE_ARRAYS` (fhmc, whose pullback keeps the flow's
-  activations) fields of ``num_chains · V`` floats; independence MH's chunk of ``num_chains ·
-  batch_size`` proposals (z and φ); the training batch with its gradient; the prior ensemble;
+  activations) fields of ``num_chains · V`` floats; independence MH's
+  :data:`IMH_STATE_ARRAYS` of ``num_chains · V``; the training batch with its gradient; the prior ensemble;
 * host: the measured series (ΔH, acceptance probability as floats and two flags per trajectory;
   M, |M|, M², G0 and C(t), t = 0…L/2, per measurement), held twice while they are concatenated
   and written.
@@ -23,6 +23,8 @@ import os
 STATE_ARRAYS = 6
 #: The same for flowed HMC: the flow's forward activations and their vjp (lower bound).
 FLOW_STATE_ARRAYS = 12
+#: The same for an independence-MH step: φ, its donated copy, the proposal z and φ′ (lower bound).
+IMH_STATE_ARRAYS = 4
 #: Arrays of batch · V floats in a training step: z, φ and their gradients (lower bound).
 TRAIN_ARRAYS = 4
 
@@ -67,8 +69,7 @@ def estimate(cfg, theory, *, float_bytes: int) -> dict[str, dict[str, tuple[str,
     for name in samplers:
         vol = max(volumes) if name in ("fhmc", "imh") else volumes[0]
         if name == "imh":
-            device["imh proposals"] = ("sampler.num_chains or sampler.batch_size",
-                                       s.num_chains * s.batch_size * vol * float_bytes * 2)
+            device["imh chain states"] = ("sampler.num_chains", s.num_chains * vol * float_bytes * IMH_STATE_ARRAYS)
         else:
             arrays = FLOW_STATE_ARRAYS if name == "fhmc" else STATE_ARRAYS
             device[f"{name} chain states"] = ("sampler.num_chains", s.num_chains * vol * float_bytes * arrays)

@@ -1,6 +1,7 @@
-"""Hamiltonian Monte Carlo: integrators, the kernel as pure functions, the multi-chain driver."""
+"""Hamiltonian Monte Carlo: integrators, the kernel as pure functions, and the multi-chain driver
+:func:`run_chains` that runs every kernel (HMC, FHMC, independence MH)."""
 
-from .driver import ChainResult, random_positions, run_chains, validate_run_args
+from .driver import ChainResult, FrozenChainsError, Kernel, random_positions, run_chains, validate_run_args
 from .flowed import fhmc_kernel, pulled_back_measure, pulled_back_potential, pulled_back_value_and_grad
 from .integrators import INTEGRATORS, OMELYAN_LAMBDA, get_integrator, kinetic_energy, leapfrog, omelyan
 from .kernel import DIVERGENCE_THRESHOLD, HMCInfo, HMCKernel, HMCState, build_kernel
@@ -9,8 +10,10 @@ from .phi4 import phi4_force_fn, phi4_kernel, phi4_measure, phi4_params, phi4_po
 __all__ = [
     "DIVERGENCE_THRESHOLD",
     "INTEGRATORS",
+    "Kernel",
     "OMELYAN_LAMBDA",
     "ChainResult",
+    "FrozenChainsError",
     "HMCInfo",
     "HMCKernel",
     "HMCState",

@@ -1,6 +1,7 @@
-"""Samplers beyond plain HMC: NUTS (NumPyro) and independence Metropolis–Hastings."""
+"""Samplers beyond plain HMC: independence Metropolis–Hastings (a kernel of the chain driver
+:func:`trivflow.hmc.run_chains`) and NUTS (NumPyro)."""
 
-from .imh import flow_proposal, run_imh
+from .imh import IMHInfo, IMHState, flow_proposal, imh_kernel, run_imh
 from .nuts import run_nuts
 
-__all__ = ["flow_proposal", "run_imh", "run_nuts"]
+__all__ = ["IMHInfo", "IMHState", "flow_proposal", "imh_kernel", "run_imh", "run_nuts"]

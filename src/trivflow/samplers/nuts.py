@@ -15,7 +15,6 @@ import numpy as np
 from numpyro.infer import MCMC, NUTS
 
 from ..hmc.driver import ChainResult
-from ..hmc.kernel import HMCState
 
 
 def run_nuts(
@@ -40,10 +39,14 @@ def run_nuts(
         measure_fn: ``(position, params) -> pytree`` applied to every kept sample.
 
     Returns:
-        :class:`~trivflow.hmc.ChainResult`; ``delta_H``/``accepted`` are ``None`` (NUTS has no
-        single Metropolis step); ``acceptance_prob`` holds NumPyro's mean tree acceptance,
-        ``divergent`` its divergence flags, and ``extra["num_steps"]`` the leapfrog steps per
-        sample (the cost in force evaluations).
+        :class:`~trivflow.hmc.ChainResult`, the type :func:`trivflow.hmc.run_chains` returns:
+        ``delta_H``/``accepted`` are ``None`` (NUTS has no single Metropolis step);
+        ``acceptance_prob`` holds NumPyro's mean tree acceptance, ``divergent`` its divergence
+        flags, ``final_state`` NumPyro's last state (its ``z``: positions of shape
+        (num_chains, *lattice)), ``seconds`` the whole NumPyro run (warmup and compilation
+        included, so ``therm_seconds`` and ``compile_seconds`` are 0), ``extra["num_steps"]``
+        the leapfrog steps per sample (the cost in force evaluations) and ``extra["samples"]``
+        the kept configurations.
     """
     for name, value in (("num_warmup", num_warmup), ("num_samples", num_samples)):
         if not isinstance(value, int) or value < (0 if name == "num_warmup" else 1):
@@ -63,15 +66,13 @@ def run_nuts(
     if measure_fn is not None:
         measure = jax.jit(jax.vmap(jax.vmap(measure_fn, (0, None)), (0, None)))
         observables = jax.tree_util.tree_map(np.asarray, measure(samples, params))
-    last = samples[:, -1]
-    potential, grad = jax.vmap(jax.value_and_grad(potential_fn), (0, None))(last, params)
     return ChainResult(
         observables=observables,
         delta_H=None,
         accepted=None,
         acceptance_prob=np.asarray(extra["accept_prob"]),
         divergent=np.asarray(extra["diverging"]),
-        final_state=HMCState(last, potential, grad),
+        final_state=mcmc.last_state,
         num_chains=num_chains,
         num_traj=num_samples,
         num_therm=num_warmup,
