@@ -16,7 +16,7 @@ FHMC variants (``--variants``):
 * ``autodiff``: float64 with the force from ``jax.vjp`` of ``flow_forward`` (the implementation
   before the hand-written pullback; for comparison).
 
-Timing protocol (as benchmarks/hmc.py, whose runner and helpers this reuses): per (L, chains)
+Timing protocol (as benchmarks/hmc.py; the runner and helpers come from benchmarks/harness.py): per (L, chains)
 all runners (HMC and every FHMC k × variant) compile and thermalise, a calibration run sets
 ``num_traj`` for about ``--target-seconds`` per timed run, then ``--repeats`` rounds run every
 runner once, interleaved, so that load from other processes hits all alike. Rates use the
@@ -153,7 +153,7 @@ def benchmark_flow(k: int, variant: str, seed: int):
 
 
 class FhmcRunner(hb.JaxRunner):
-    """benchmarks/hmc.py's JAX runner with the FHMC kernel, params {flow, theory} and the
+    """benchmarks/harness.py's JAX runner with the FHMC kernel, params {flow, theory} and the
     pulled-back measurement; same chains, keys, calibration and timing."""
 
     def __init__(self, jax, L, C, beta, args, k, variant):

@@ -105,7 +105,7 @@ def test_independence_mh_numbers_do_not_depend_on_the_chunk_size():
     assert a.observables["M"].shape == (3, 12) and a.accepted.shape == (3, 24)
     assert a.num_therm == 5 + 1 and a.meas_every == 2
     assert np.all(np.isfinite(a.delta_H)) and not a.divergent.any()
-    np.testing.assert_array_equal(a.acceptance_prob, np.minimum(1.0, np.exp(-a.delta_H)))
+    np.testing.assert_allclose(a.acceptance_prob, np.minimum(1.0, np.exp(-a.delta_H)), rtol=1e-14)
     assert isinstance(a.final_state, IMHState) and a.final_state.position.shape == (3, 4, 4)
     np.testing.assert_array_equal(a.final_state.position, b.final_state.position)
 
