@@ -41,7 +41,7 @@ from typing import Any
 import jax
 import numpy as np
 
-#: 2: series part files carry their label, index and trajectory range (trivflow.hmc.driver).
+#: 2: series part files carry their label, index and trajectory range (trivflow.hmc.series).
 FORMAT_VERSION = 2
 META = "__meta__"
 
@@ -51,7 +51,8 @@ META = "__meta__"
 #: trajectory t always uses fold_in(chain_key, t), and chunks are separate compiled scans of the
 #: same per-trajectory step, so results agree bit for bit for any chunk size, which
 #: tests/test_resume.py checks; ``train.log_every``: only when metrics are fetched).
-#: ``sampler.batch_size`` (IMH) is NOT here: it fixes how proposal keys are split.
+#: ``sampler.batch_size`` (IMH's chunk size) no longer changes the numbers either (IMH runs in the
+#: same driver), but stays in the fingerprint so that state files written before keep resuming.
 NON_NUMERIC_KEYS = frozenset({
     "resume", "progress", "quiet", "platform", "experiment", "plots", "keep_state", "sampler.shard",
     "sampler.checkpoint_every", "train.checkpoint_every", "sampler.chunk_size", "train.log_every",
