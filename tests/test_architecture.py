@@ -8,7 +8,10 @@ Application modules: ``trivflow.app.*`` and the command lines ``trivflow.run`` a
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
+
+import pytest
 
 import trivflow
 
@@ -30,15 +33,28 @@ def resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` except those under ``if TYPE_CHECKING:`` (never executed)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            stack.extend(node.orelse)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
 def import_graph() -> dict[str, set[str]]:
-    """module → the trivflow modules it imports (anywhere in the file, function bodies included).
+    """module → the trivflow modules it imports when it runs (anywhere in the file, function
+    bodies included; imports for type checkers only are left out).
 
     ``from pkg import name`` counts as importing ``pkg.name`` when that is a module, else ``pkg``."""
     files = {module_name(p): p for p in ROOT.rglob("*.py")}
     graph = {}
     for module, path in files.items():
         edges = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in _runtime_nodes(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -100,3 +116,39 @@ def test_library_never_imports_the_application():
     offenders = {m: sorted(e for e in edges if is_application(e))
                  for m, edges in graph.items() if not is_application(m)}
     assert {m: e for m, e in offenders.items() if e} == {}
+
+
+#: library modules that adapt a config group themselves (``priors.factory`` builds priors from the
+#: ``prior.*`` values, ``priors.ensemble`` reads the ensembles ``prior.ensemble`` names)
+CONFIG_ADAPTERS = ("trivflow.priors.factory", "trivflow.priors.ensemble")
+CONFIG_KEY = re.compile(r"\b(lattice|sampler|train|flow|prior|analysis)\.[a-z_]+")
+
+
+def test_library_errors_name_library_parameters_not_config_keys():
+    """A raise in the library never spells a config key (``sampler.num_steps``): it names its own
+    parameter (trivflow.errors.ParameterError) and the application renames it."""
+    offenders = []
+    for path in ROOT.rglob("*.py"):
+        module = module_name(path)
+        if is_application(module) or module in CONFIG_ADAPTERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise):
+                texts = [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+                offenders += [f"{module}:{node.lineno}: {t}" for t in texts if CONFIG_KEY.search(t)]
+    assert offenders == []
+
+
+def test_the_application_renames_library_parameters():
+    from trivflow.app.config import SAMPLER_KEYS, config_keys
+    from trivflow.errors import ParameterError, must_be
+    from trivflow.hmc import build_kernel
+
+    with pytest.raises(ParameterError, match="^num_steps must be a positive integer, got num_steps=0$"):
+        build_kernel(lambda x, p: x.sum(), num_steps=0)
+    with pytest.raises(ParameterError, match="^sampler.num_steps must be a positive integer, got num_steps=0$"):
+        with config_keys(SAMPLER_KEYS):
+            build_kernel(lambda x, p: x.sum(), num_steps=0)
+    err = ParameterError("{a}={x} with {b} and {c}", "a", "b")  # {x}, {c}: not parameter names
+    assert str(err) == "a={x} with b and {c}" and isinstance(must_be("x", 1, "> 2"), ValueError)
+    assert err.renamed({"a": "group.a"}) == "group.a={x} with b and {c}"

@@ -218,7 +218,7 @@ def test_check_training_criteria():
     with pytest.raises(TrainingDivergedError, match="non-finite"):
         check_training(good, {**good, "loss": float("nan")}, lr=0.01, steps=100)
     useless = {"loss": 1.1, "loss_err": 1.0, "ess": 1e-5, "mh_acceptance": 0.0}
-    with pytest.raises(TrainingDivergedError, match="useless.*train.steps=100"):
+    with pytest.raises(TrainingDivergedError, match="useless.*steps=100"):
         check_training(good, useless, lr=0.01, steps=100)
 
 

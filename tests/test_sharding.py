@@ -4,7 +4,11 @@ Each case runs a small script in a subprocess, since the device count is fixed w
 starts: ``XLA_FLAGS=--xla_force_host_platform_device_count=4 JAX_PLATFORMS=cpu`` versus one
 device. HMC, FHMC (flow params replicated) and independence MH are compared bit for bit: every
 device runs the same per-chain program on its slice of the chains, and nothing is reduced
-across chains inside the compiled chunks.
+across chains inside the compiled chunks. The one exception is the slice correlator ``C``, a
+measurement that never feeds back into the chain: XLA:CPU computes its FFT for a sharded batch
+in another layout and rounds differently in the last bit (seen: 5.6e-17 absolute with jax
+0.10.2), so it is compared to 1e-14 relative; the chains themselves (positions, ΔH, accepted,
+M, |M|, M², G0) stay bit for bit equal.
 """
 
 import os
@@ -88,7 +92,10 @@ def test_sharded_chains_equal_one_device_bit_for_bit(tmp_path):
     four, info4 = _run(tmp_path, 4)
     assert info1 == {"devices": 1, "position_devices": 1, "error": None}
     assert info4["devices"] == 4 and info4["position_devices"] == 4
-    assert info4["error"].startswith("sampler.num_chains=6 must be a multiple of the number of devices (4)")
+    assert info4["error"].startswith("num_chains=6 must be a multiple of the number of devices (4)")
     assert one.keys() == four.keys() and len(one) > 10
     for k in one:
-        np.testing.assert_array_equal(one[k], four[k], err_msg=k)
+        if k.endswith("/C"):  # FFT rounding (module docstring)
+            np.testing.assert_allclose(one[k], four[k], rtol=1e-14, atol=1e-16, err_msg=k)
+        else:
+            np.testing.assert_array_equal(one[k], four[k], err_msg=k)

@@ -50,6 +50,7 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import ParameterError
 from .lattice.presets import LINE_OF_CONSTANT_PHYSICS
 
 log = logging.getLogger("trivflow")
@@ -419,8 +420,8 @@ def initial_bracket(d: int, lam: float, target_xi: float, width: float | None = 
     ξ_target e^{∓0.3}. For λ = 0 the upper end stays below the stability limit 1/d.
     """
     if not automatic_bracket_available(d, lam):
-        raise ValueError(f"no automatic beta bracket for lattice.d={d}, lattice.lam={lam}: "
-                         "give tune.beta_lo and tune.beta_hi")
+        raise ParameterError(f"no automatic beta bracket for {{d}}={d}, {{lam}}={lam} (known for lam=0, and for "
+                             f"lam=0.5 in 2D): give the bracket explicitly", "d", "lam")
     half = 0.5 * (0.12 / target_xi if width is None else width)
     if lam == 0:
         guess = free_beta(target_xi, d)

@@ -7,6 +7,7 @@ before any compute. The keys below are the documented interface (docs/reference/
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, NamedTuple, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from ..errors import ParameterError
 from ..hmc.driver import validate_run_args
 from ..hmc.integrators import INTEGRATORS
 from ..lattice.theory import Phi4Theory
@@ -211,6 +213,33 @@ def register_configs() -> None:
     cs.store(group="prior", name="base_prior", node=PriorSchema)
 
 
+#: the config keys of the library's parameters, by the place they come from
+LATTICE_KEYS = {"L": "lattice.L", "d": "lattice.d", "beta": "lattice.beta", "lam": "lattice.lam"}
+SAMPLER_KEYS = {"step_size": "sampler.step_size", "num_traj": "sampler.num_traj", "num_therm": "sampler.num_therm",
+                "meas_every": "sampler.meas_every", "chunk_size": "sampler.chunk_size",
+                "num_steps": "sampler.num_steps", "integrator": "sampler.integrator",
+                "num_chains": "sampler.num_chains", "devices": "sampler.shard=false",
+                "save_every": "sampler.checkpoint_every"}
+FLOW_KEYS = {name: f"flow.{name}" for name in ("kernel_size", "num_layers", "hidden_channels", "activation",
+                                                "output_activation", "seed", "compute_dtype")}
+TRAIN_KEYS = {"steps": "train.steps", "batch_size": "train.batch_size", "lr": "train.lr",
+              "log_every": "train.log_every", "save_every": "train.checkpoint_every", "L": "train.L",
+              "beta": "train.beta"}
+PRIOR_KEYS = {"noise": "prior.noise", "traj_length": "prior.traj_length"}
+
+
+@contextlib.contextmanager
+def config_keys(keys: dict):
+    """Name config keys in the library's errors: a :class:`~trivflow.errors.ParameterError` raised
+    inside gets the message with each library parameter ``p`` renamed ``keys[p]``
+    (``num_steps must be …`` → ``sampler.num_steps must be …``); same exception, same type."""
+    try:
+        yield
+    except ParameterError as err:
+        err.args = (err.renamed(keys),)
+        raise
+
+
 def _fail(key: str, value, expected: str):
     raise ValueError(f"{key}={value!r} is invalid: expected {expected}")
 
@@ -313,9 +342,8 @@ def _validate_flow(c, theory: Phi4Theory) -> None:
     from ..flows.api import FlowConfig
 
     f, t = c.flow, c.train
-    FlowConfig(kernel_size=f.kernel_size, num_layers=f.num_layers, hidden_channels=tuple(f.hidden_channels),
-               activation=f.activation, output_activation=f.output_activation, seed=f.seed,
-               compute_dtype=f.compute_dtype)
+    with config_keys(FLOW_KEYS):
+        FlowConfig.from_dict(vars(f), ignore=("checkpoint",))
     if theory.d != 2:
         _fail("lattice.d", theory.d, "2: the checkerboard coupling flows act on 2D lattices")
     for key, L in [("lattice.L", theory.L), ("train.L", t.L), *[("volumes", v) for v in c.volumes]]:
@@ -334,7 +362,8 @@ def _validate_flow(c, theory: Phi4Theory) -> None:
         if not t.lr > 0:
             _fail("train.lr", t.lr, "a positive learning rate")
         if t.beta is not None:
-            dataclasses.replace(theory, L=t.L or theory.L, beta=t.beta)  # validates the training couplings
+            with config_keys(TRAIN_KEYS):  # the training couplings
+                dataclasses.replace(theory, L=t.L or theory.L, beta=t.beta)
 
 
 def _validate_priors(c, theory: Phi4Theory) -> None:
@@ -348,8 +377,9 @@ def _validate_priors(c, theory: Phi4Theory) -> None:
     names = ([] if c.flow.checkpoint else [c.prior.name]) + baseline_priors(c)
     for name in names:
         prior_cfg = derived_prior_config(vars(c.prior), name)
-        check_prior_config(prior_cfg, L_train=L_train, beta_train=beta_train, d=theory.d, lam=theory.lam,
-                           seed=c.seed, L_key=L_key)
+        with config_keys(PRIOR_KEYS):
+            check_prior_config(prior_cfg, L_train=L_train, beta_train=beta_train, d=theory.d, lam=theory.lam,
+                               seed=c.seed, L_key=L_key)
     imh = [spec.prior or c.prior.name for spec in sampler_specs(c) if spec.sampler == "imh"]
     for name in imh:
         if name not in SIZED_PRIORS:
@@ -415,7 +445,8 @@ def validate(cfg: DictConfig | Config) -> Theory:
         _fail("action.name", c.action.name, f"one of {list(ACTIONS)}")
     if c.action.name == "free" and lat.lam != 0:
         _fail("lattice.lam", lat.lam, "0 with action=free (the free theory has no quartic term)")
-    theory = make_theory(c.action.name, L=lat.L, d=lat.d, beta=lat.beta, lam=lat.lam)
+    with config_keys(LATTICE_KEYS):
+        theory = make_theory(c.action.name, L=lat.L, d=lat.d, beta=lat.beta, lam=lat.lam)
     for i, spec in enumerate(sampler_specs(c)):
         key = "sampler.name" if i == 0 else "baselines"
         if spec.sampler not in SAMPLERS or (i == 0 and spec.prior is not None):
@@ -445,8 +476,9 @@ def validate(cfg: DictConfig | Config) -> Theory:
                        ("train.checkpoint_every", c.train.checkpoint_every)):
         if value < 1:
             _fail(key, value, "an integer >= 1")
-    validate_run_args(smp.traj_length / smp.num_steps, smp.num_traj, smp.num_therm, smp.meas_every,
-                      smp.chunk_size)
+    with config_keys(SAMPLER_KEYS):
+        validate_run_args(smp.traj_length / smp.num_steps, smp.num_traj, smp.num_therm, smp.meas_every,
+                          smp.chunk_size)
     _check_enough_measurements(smp)
     if not 0 <= smp.min_acceptance < 1:
         _fail("sampler.min_acceptance", smp.min_acceptance, "a number in [0, 1) (0 disables the frozen-chain check)")

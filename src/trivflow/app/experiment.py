@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..state import atomic_savez, atomic_write_text, config_fingerprint, read_meta, replace_dir, temporary_dir
 from ..theory import THEORIES
 from . import rundir
-from .config import FLOW_SAMPLERS, checkpoint_dir, sampler_specs, validate
+from .config import FLOW_SAMPLERS, SAMPLER_KEYS, TRAIN_KEYS, checkpoint_dir, config_keys, sampler_specs, validate
 from .environment import beta_source, configure_jax, results_header
 
 log = logging.getLogger("trivflow")
@@ -176,7 +176,8 @@ def prepare_flow(plan: FlowPlan, cfg, theory, out_dir: Path, *, progress: bool) 
     kwargs = _flow_kwargs(cfg)
     if plan.checkpoint is not None:
         return load_checkpoint(plan.checkpoint, theory, {k: kwargs[k] for k in ("kernel_size", "num_layers")})
-    trained = [train_level(level, cfg, theory, out_dir, progress=progress) for level in plan.levels]
+    with config_keys(TRAIN_KEYS):  # a diverged training names train.lr and train.steps
+        trained = [train_level(level, cfg, theory, out_dir, progress=progress) for level in plan.levels]
     if len(trained) == 1:
         return trained[0]
     for flow in trained:
@@ -388,7 +389,8 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
         # before any compute: the chains must divide over the devices
         from ..hmc.driver import chain_shardings
 
-        chain_shardings(None, cfg.sampler.num_chains)
+        with config_keys(SAMPLER_KEYS):
+            chain_shardings(None, cfg.sampler.num_chains)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     # ξ does not change with the volume at fixed β, so extra volumes use the main lattice's plateau

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ..errors import ParameterError, must_be
 from .activations import ACTIVATIONS, ODD_ACTIVATIONS
 from .checkerboard import check_lattice_shape
 from .layers import AffineCoupling, Compose, Conditioner, GlobalRescaling, canonical_compute_dtype
@@ -88,35 +89,26 @@ class FlowConfig:
         object.__setattr__(self, "kernel_size", ks)
         object.__setattr__(self, "hidden_channels", _as_sequence(self.hidden_channels))
         if not _is_int(self.num_layers) or self.num_layers < 1:
-            raise ValueError(f"flow.num_layers must be an integer >= 1, got num_layers={self.num_layers!r}")
+            raise must_be("num_layers", self.num_layers, "an integer >= 1")
         if isinstance(ks, tuple):
             if len(ks) != self.num_layers:
-                raise ValueError(
-                    f"flow.kernel_size given per layer must have num_layers={self.num_layers} entries, "
-                    f"got kernel_size={list(ks)!r}"
-                )
+                raise ParameterError(f"{{kernel_size}} given per layer must have num_layers={self.num_layers} "
+                                     f"entries, got kernel_size={list(ks)!r}", "kernel_size")
             values = ks
         else:
             values = (ks,)
         for k in values:
             if not _is_int(k) or k < 1 or k % 2 == 0:
-                raise ValueError(
-                    f"flow.kernel_size must be an odd integer >= 1 (centred circular kernel), "
-                    f"got kernel_size={self.kernel_size!r}"
-                )
+                raise must_be("kernel_size", self.kernel_size, "an odd integer >= 1 (centred circular kernel)")
         hc = self.hidden_channels
         if not isinstance(hc, tuple) or not all(_is_int(c) and c >= 1 for c in hc):
-            raise ValueError(
-                f"flow.hidden_channels must be a sequence of integers >= 1, got hidden_channels={hc!r}"
-            )
+            raise must_be("hidden_channels", hc, "a sequence of integers >= 1")
         for key in ("activation", "output_activation"):
             value = getattr(self, key)
             if value not in ACTIVATIONS:
-                raise ValueError(
-                    f"flow.{key} must be one of {sorted(ACTIVATIONS)}, got {key}={value!r}"
-                )
+                raise must_be(key, value, f"one of {sorted(ACTIVATIONS)}")
         if not _is_int(self.seed):
-            raise ValueError(f"flow.seed must be an integer, got seed={self.seed!r}")
+            raise must_be("seed", self.seed, "an integer")
         object.__setattr__(self, "compute_dtype", canonical_compute_dtype(self.compute_dtype))
 
     @property

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ..errors import must_be
 from .activations import ACTIVATIONS
 from .checkerboard import (
     ALL_BLOCKS,
@@ -63,9 +64,7 @@ def canonical_compute_dtype(compute_dtype) -> str | None:
     else:
         name = ""
     if name not in COMPUTE_DTYPES:
-        raise ValueError(
-            f"flow.compute_dtype must be one of {list(COMPUTE_DTYPES)}, got compute_dtype={compute_dtype!r}"
-        )
+        raise must_be("compute_dtype", compute_dtype, f"one of {list(COMPUTE_DTYPES)}")
     return name
 
 

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..errors import ParameterError, must_be
 from .chunks import chunk_function, compiled
 from .monitor import (
     MIN_JUDGED,
@@ -119,22 +120,21 @@ class ChainResult:
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> None:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"sampler.{name} must be an integer >= {minimum}, got {name}={value!r}")
+        raise must_be(name, value, f"an integer >= {minimum}")
 
 
 def validate_run_args(step_size, num_traj, num_therm, meas_every, chunk_size) -> None:
-    """Raise ``ValueError`` naming the key and value for nonsensical driver arguments
-    (``step_size=None``: a kernel without one)."""
+    """Raise :class:`~trivflow.errors.ParameterError` naming the parameter and value for
+    nonsensical driver arguments (``step_size=None``: a kernel without one)."""
     if step_size is not None and (not np.isscalar(step_size) or not np.isfinite(step_size) or step_size <= 0):
-        raise ValueError(f"sampler.step_size must be a positive finite number, got step_size={step_size!r}")
+        raise must_be("step_size", step_size, "a positive finite number")
     _check_positive_int("num_traj", num_traj)
     _check_positive_int("num_therm", num_therm, minimum=0)
     _check_positive_int("meas_every", meas_every)
     _check_positive_int("chunk_size", chunk_size)
     if num_traj % meas_every:
-        raise ValueError(
-            f"sampler.num_traj={num_traj} must be a multiple of sampler.meas_every={meas_every}"
-        )
+        raise ParameterError(f"{{num_traj}}={num_traj} must be a multiple of {{meas_every}}={meas_every}",
+                             "num_traj", "meas_every")
 
 
 def _run_phase(kernel, measure_fn, states, chain_keys, params, kernel_args, start, n_traj,

@@ -22,6 +22,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from ..errors import must_be
+
 #: Omelyan's second-order minimum-norm coefficient (Omelyan, Mryglod, Folk 2003, eq. 20);
 #: it minimises the norm of the O(ε³) error terms and is ≈ 10× more accurate than leapfrog
 #: at the same ε, at twice the force evaluations per step.
@@ -94,9 +96,7 @@ def get_integrator(name: str) -> Callable:
     try:
         return INTEGRATORS[name]
     except KeyError:
-        raise ValueError(
-            f"sampler.integrator must be one of {sorted(INTEGRATORS)}, got integrator={name!r}"
-        ) from None
+        raise must_be("integrator", name, f"one of {sorted(INTEGRATORS)}") from None
 
 
 def kinetic_energy(momentum) -> jnp.ndarray:

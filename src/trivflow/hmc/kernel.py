@@ -20,6 +20,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ..errors import must_be
 from .integrators import get_integrator, kinetic_energy
 
 #: |ΔH| above this (or non-finite) marks a trajectory as divergent.
@@ -65,7 +66,7 @@ def build_kernel(
             force; defaults to ``jax.value_and_grad(potential_fn)``.
     """
     if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"sampler.num_steps must be a positive integer, got num_steps={num_steps!r}")
+        raise must_be("num_steps", num_steps, "a positive integer")
     integrate = get_integrator(integrator)
     vg = value_and_grad_fn if value_and_grad_fn is not None else jax.value_and_grad(potential_fn)
 

@@ -11,21 +11,23 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ..errors import ParameterError
 
-def chain_shardings(devices, num_chains: int, what: str = "sampler.num_chains"):
+
+def chain_shardings(devices, num_chains: int):
     """``(chain_sharding, replicated)`` over a 1-D mesh ``("chains",)`` of ``devices`` (default
     ``jax.devices()``), or ``(None, None)`` for a single device.
 
-    Raises ``ValueError`` naming ``what`` when ``num_chains`` is not a multiple of the device count.
+    Raises :class:`~trivflow.errors.ParameterError` naming ``num_chains`` (and ``devices``) when
+    ``num_chains`` is not a multiple of the device count.
     """
     devs = list(jax.devices() if devices is None else devices)
     if len(devs) <= 1:
         return None, None
     if num_chains % len(devs):
-        raise ValueError(
-            f"{what}={num_chains} must be a multiple of the number of devices ({len(devs)}) to shard "
-            f"the chains across them; change it or set sampler.shard=false (one device)"
-        )
+        raise ParameterError(
+            f"{{num_chains}}={num_chains} must be a multiple of the number of devices ({len(devs)}) to shard "
+            f"the chains across them; change it, or use one device ({{devices}})", "num_chains", "devices")
     mesh = Mesh(np.asarray(devs), ("chains",))
     return NamedSharding(mesh, P("chains")), NamedSharding(mesh, P())
 

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..errors import ParameterError, must_be
 from .observables import default_plateau, effective_mass, phi4_observables
 from .phi4 import phi4_action, phi4_force
 
@@ -203,25 +204,24 @@ class FreeTheory(Phi4Theory):
 
     def __post_init__(self) -> None:
         if self.lam != 0:
-            raise ValueError(f"lam must be 0 in the free theory (it has no quartic term), got lam={self.lam!r}")
+            raise must_be("lam", self.lam, "0 in the free theory (it has no quartic term)")
         super().__post_init__()
 
 
 def validate_theory(L, d, beta, lam) -> None:
-    """Raise ``ValueError`` naming the offending key and value for unphysical input."""
+    """Raise :class:`~trivflow.errors.ParameterError` naming the parameter and value for unphysical input."""
     if not isinstance(L, (int,)) or isinstance(L, bool) or L < 2:
-        raise ValueError(f"lattice.L must be an integer >= 2, got L={L!r}")
+        raise must_be("L", L, "an integer >= 2")
     if not isinstance(d, int) or isinstance(d, bool) or d < 1:
-        raise ValueError(f"lattice.d must be an integer >= 1, got d={d!r}")
+        raise must_be("d", d, "an integer >= 1")
     for key, value in (("beta", beta), ("lam", lam)):
         # math, not jnp: jnp.isfinite(1e300) is False while JAX is still in float32
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise ValueError(f"lattice.{key} must be a finite number, got {key}={value!r}")
+            raise must_be(key, value, "a finite number")
     if lam < 0:
-        raise ValueError(f"lattice.lam must be >= 0 (the action is unbounded below otherwise), got lam={lam!r}")
+        raise must_be("lam", lam, ">= 0 (the action is unbounded below otherwise)")
     if beta < 0:
-        raise ValueError(f"lattice.beta must be >= 0, got beta={beta!r}")
+        raise must_be("beta", beta, ">= 0")
     if lam == 0 and beta >= 1.0 / d:
-        raise ValueError(
-            f"lattice.beta={beta!r} with lam=0 is unstable: the free theory needs beta < 1/d = {1.0 / d:.6g}"
-        )
+        raise ParameterError(f"{{beta}}={beta!r} with lam=0 is unstable: the free theory needs beta < 1/d = "
+                             f"{1.0 / d:.6g}", "beta")

@@ -31,6 +31,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from ..errors import must_be
 from ..lattice.phi4 import phi4_action
 from .base import _check_batch_size, register_prior
 
@@ -195,7 +196,7 @@ class InterpolationPrior(_EnsemblePrior):
         if len(self.coarse_shape) != 2:
             raise ValueError(f"InterpolationPrior needs 2D configurations, got coarse shape {self.coarse_shape}")
         if not isinstance(self.noise, (int, float)) or not math.isfinite(self.noise) or self.noise < 0:
-            raise ValueError(f"prior.noise must be a finite number >= 0, got noise={self.noise!r}")
+            raise must_be("noise", self.noise, "a finite number >= 0")
         object.__setattr__(self, "noise", float(self.noise))
 
     @property

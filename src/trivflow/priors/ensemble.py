@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import must_be
 from ..lattice.theory import Phi4Theory
 
 log = logging.getLogger("trivflow")
@@ -75,7 +76,7 @@ class EnsembleSettings:
             raise ValueError(f"prior seed must be an integer, got seed={self.seed!r}")
         if not isinstance(self.traj_length, (int, float)) or not math.isfinite(self.traj_length) \
                 or self.traj_length <= 0:
-            raise ValueError(f"prior.traj_length must be a positive number, got traj_length={self.traj_length!r}")
+            raise must_be("traj_length", self.traj_length, "a positive number")
 
     @property
     def per_chain(self) -> int:

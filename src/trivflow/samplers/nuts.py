@@ -14,6 +14,7 @@ import jax
 import numpy as np
 from numpyro.infer import MCMC, NUTS
 
+from ..errors import must_be
 from ..hmc.driver import ChainResult
 
 
@@ -50,7 +51,7 @@ def run_nuts(
     """
     for name, value in (("num_warmup", num_warmup), ("num_samples", num_samples)):
         if not isinstance(value, int) or value < (0 if name == "num_warmup" else 1):
-            raise ValueError(f"sampler.{name} must be a non-negative integer (num_samples >= 1), got {name}={value!r}")
+            raise must_be(name, value, "a non-negative integer (num_samples >= 1)")
     positions = jax.numpy.asarray(positions)
     num_chains = positions.shape[0]
     kernel = NUTS(potential_fn=lambda x: potential_fn(x, params), target_accept_prob=target_accept_prob,

@@ -190,7 +190,7 @@ def load_flow(
         want = _jsonable(value)
         if stored[key] != want:
             raise ValueError(
-                f"checkpoint {str(path)!r} has flow.{key}={stored[key]!r}, but {key}={want!r} was requested"
+                f"checkpoint {str(path)!r} was built with {key}={stored[key]!r}, but {key}={want!r} was requested"
             )
 
     if shape is not None:

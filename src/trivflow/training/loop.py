@@ -20,32 +20,34 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..errors import ParameterError, must_be
 from .cache import Static
 from .objectives import flow_metrics, reverse_kl_loss
 
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a non-finite loss; ``step`` (1-based) and ``value`` say where."""
+class NonFiniteLossError(FloatingPointError, ParameterError):
+    """Training produced a non-finite loss; ``step`` (1-based) and ``value`` say where. The
+    message names the learning rate ``lr`` (:class:`~trivflow.errors.ParameterError`)."""
 
     def __init__(self, step: int, value: float, lr: float | None = None):
         self.step = step
         self.value = value
-        rate = "" if lr is None else f"train.lr={lr:g} may be too large; "
-        super().__init__(
-            f"non-finite training loss {value!r} at step {step}: stopping ({rate}check the action, the "
-            f"learning rate and the prior; the parameters after this step are not usable)"
-        )
+        rate = "" if lr is None else f"{{lr}}={lr:g} may be too large; "
+        ParameterError.__init__(
+            self, f"non-finite training loss {value!r} at step {step}: stopping ({rate}check the action, the "
+            f"learning rate and the prior; the parameters after this step are not usable)", "lr")
 
 
-class TrainingDivergedError(ValueError):
-    """A finished training left the flow worse than it started, or useless (see :func:`check_training`)."""
+class TrainingDivergedError(ParameterError):
+    """A finished training left the flow worse than it started, or useless (see :func:`check_training`);
+    the message names ``lr`` and ``steps`` (:class:`~trivflow.errors.ParameterError`)."""
 
 
 def check_training(before: dict, after: dict, *, lr: float, steps: int, z: float = 3.0) -> None:
-    """Refuse a diverged training: raise :class:`TrainingDivergedError` naming ``train.lr`` and
-    ``train.steps`` when the flow after training (``after``, from
+    """Refuse a diverged training: raise :class:`TrainingDivergedError` naming ``lr`` and
+    ``steps`` when the flow after training (``after``, from
     :func:`~trivflow.training.evaluate_flow` on a fresh batch) is
 
     * non-finite: its loss is NaN/inf;
@@ -57,16 +59,17 @@ def check_training(before: dict, after: dict, *, lr: float, steps: int, z: float
     la, lb = after["loss"], before["loss"]
     state = (f"loss {lb:.4g} -> {la:.4g}, ESS {before['ess']:.3g} -> {after['ess']:.3g}, "
              f"MH acceptance {before['mh_acceptance']:.3g} -> {after['mh_acceptance']:.3g}")
-    advice = f"lower train.lr={lr:g} (or change train.steps={steps})"
+    advice = f"lower {{lr}}={lr:g} (or change {{steps}}={steps})"
     if not math.isfinite(la):
         raise TrainingDivergedError(f"training diverged ({state}): the trained flow gives non-finite weights; "
-                                    f"{advice}")
+                                    f"{advice}", "lr", "steps")
     err = math.hypot(before.get("loss_err", 0.0), after.get("loss_err", 0.0))
     if la - lb > z * err:
         raise TrainingDivergedError(f"training diverged: the flow ended worse than it started ({state}, "
-                                    f"a rise of {(la - lb) / err:.3g} standard errors); {advice}")
+                                    f"a rise of {(la - lb) / err:.3g} standard errors); {advice}", "lr", "steps")
     if la > lb and after["ess"] < 1e-3 and after["mh_acceptance"] == 0:
-        raise TrainingDivergedError(f"training failed: the loss rose and the flow is useless ({state}); {advice}")
+        raise TrainingDivergedError(f"training failed: the loss rose and the flow is useless ({state}); {advice}",
+                                    "lr", "steps")
 
 
 @functools.lru_cache(maxsize=64)
@@ -173,13 +176,13 @@ def _check_train_args(steps, batch_size, lr, log_every) -> None:
         return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
     if not is_int(steps) or steps < 1:
-        raise ValueError(f"train.steps must be an integer >= 1, got steps={steps!r}")
+        raise must_be("steps", steps, "an integer >= 1")
     if not is_int(batch_size) or batch_size < 2:
-        raise ValueError(f"train.batch_size must be an integer >= 2, got batch_size={batch_size!r}")
+        raise must_be("batch_size", batch_size, "an integer >= 2")
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"train.lr must be a finite number > 0, got lr={lr!r}")
+        raise must_be("lr", lr, "a finite number > 0")
     if not is_int(log_every) or log_every < 1:
-        raise ValueError(f"train.log_every must be an integer >= 1, got log_every={log_every!r}")
+        raise must_be("log_every", log_every, "an integer >= 1")
 
 
 def train_flow(
@@ -241,7 +244,7 @@ def train_flow(
     """
     _check_train_args(steps, batch_size, lr, log_every)
     if not isinstance(save_every, (int, np.integer)) or isinstance(save_every, bool) or save_every < 1:
-        raise ValueError(f"train.checkpoint_every must be an integer >= 1, got checkpoint_every={save_every!r}")
+        raise must_be("save_every", save_every, "an integer >= 1")
     from tqdm.auto import tqdm
 
     from ..hmc.driver import _hash_tree
