@@ -335,9 +335,10 @@ def test_float32_path():
     ],
 )
 def test_bad_config_raises_naming_key_and_value(kwargs, key):
-    with pytest.raises(ValueError, match="flow\\.") as err:
+    # the library names its parameter (the application renames it flow.<key>: tests/test_run.py)
+    with pytest.raises(ValueError, match=r"must be|must have") as err:
         build_flow(**kwargs)
-    assert key in str(err.value)
+    assert key in str(err.value) and "flow." not in str(err.value)
 
 
 @pytest.mark.parametrize(

@@ -150,12 +150,13 @@ def test_divergent_trajectories_are_rejected_and_flagged():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(step_size=0.0), "sampler.step_size must be a positive finite number, got step_size=0.0"),
+        # the library's names; the application's validate() says sampler.<name> (tests/test_run.py)
+        (dict(step_size=0.0), "^step_size must be a positive finite number, got step_size=0.0"),
         (dict(step_size=-0.1), "step_size=-0.1"),
-        (dict(num_traj=0), "sampler.num_traj must be an integer >= 1, got num_traj=0"),
-        (dict(num_therm=-1), "sampler.num_therm must be an integer >= 0, got num_therm=-1"),
+        (dict(num_traj=0), "^num_traj must be an integer >= 1, got num_traj=0"),
+        (dict(num_therm=-1), "^num_therm must be an integer >= 0, got num_therm=-1"),
         (dict(meas_every=0), "meas_every=0"),
-        (dict(num_traj=10, meas_every=3), "num_traj=10 must be a multiple of sampler.meas_every=3"),
+        (dict(num_traj=10, meas_every=3), "^num_traj=10 must be a multiple of meas_every=3"),
         (dict(chunk_size=0), "chunk_size=0"),
     ],
 )

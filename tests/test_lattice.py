@@ -130,12 +130,13 @@ def test_presets_follow_the_line_of_constant_physics():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(L=1), "lattice.L must be an integer >= 2, got L=1"),
-        (dict(L=8.0), "lattice.L must be an integer"),
-        (dict(L=8, d=0), "lattice.d must be an integer >= 1, got d=0"),
-        (dict(L=8, lam=-0.1), "lattice.lam must be >= 0.*lam=-0.1"),
-        (dict(L=8, lam=0.0, beta=0.5), r"lattice.beta=0.5 with lam=0 is unstable.*beta < 1/d = 0.5"),
-        (dict(L=8, beta=float("nan")), "lattice.beta must be a finite number"),
+        # the library's names; the application's validate() says lattice.L etc. (tests/test_run.py)
+        (dict(L=1), "^L must be an integer >= 2, got L=1"),
+        (dict(L=8.0), "^L must be an integer"),
+        (dict(L=8, d=0), "^d must be an integer >= 1, got d=0"),
+        (dict(L=8, lam=-0.1), "^lam must be >= 0.*lam=-0.1"),
+        (dict(L=8, lam=0.0, beta=0.5), r"^beta=0.5 with lam=0 is unstable.*beta < 1/d = 0.5"),
+        (dict(L=8, beta=float("nan")), "^beta must be a finite number"),
     ],
 )
 def test_bad_theory_input_is_rejected_with_key_and_value(kwargs, message):
