@@ -51,6 +51,14 @@ class SamplerConfig:
     (step size = traj_length / num_steps) after ``num_therm``. imh: ``num_traj`` Metropolis
     steps after ``num_therm``, ``batch_size`` steps per compiled chunk. nuts: ``num_therm`` adaptation steps,
     ``num_traj`` samples, ``target_accept``.
+
+    hmc/fhmc options, all off by default (docs/theory.md#step-size-adaptation,
+    docs/theory.md#fourier-accelerated-hmc): ``adapt_step_size`` tunes ε = traj_length/num_steps
+    during the ``num_therm`` thermalization trajectories to the acceptance ``target_accept`` by
+    dual averaging and freezes it for the measurement (num_steps fixed, so τ_MD changes);
+    ``fourier_mass`` = m² > 0 turns on Fourier acceleration with M̂(p) = β Σ_μ 4 sin²(p_μ/2) + m²
+    (m² = 2 − 2dβ: the free theory's exact Â); ``momentum_draw`` = threefry | rbg | float32 picks
+    the random stream of the momenta (the distribution stays N(0, M)).
     """
 
     name: str = "hmc"
@@ -65,7 +73,10 @@ class SamplerConfig:
     checkpoint_every: int = 1  # chunks between saves of <run>/state/<label>.npz (resume)
     shard: bool = True  # split hmc/fhmc chains over all devices (num_chains a multiple of their number)
     batch_size: int = 1000
-    target_accept: float = 0.8
+    target_accept: float = 0.8  # nuts, and hmc/fhmc with adapt_step_size
+    adapt_step_size: bool = False
+    fourier_mass: Optional[float] = None  # m^2 of the Fourier-acceleration kernel; null: unit mass
+    momentum_draw: str = "threefry"  # threefry | rbg | float32
     # hmc/fhmc stop when the acceptance (after 100 trajectories per chain) is below this; imh only
     # when no proposal at all is accepted; 0 disables the check
     min_acceptance: float = 0.01
@@ -189,6 +200,8 @@ class Config:
     keep_state: bool = False  # keep state/ once results.json is written (it is needed only to resume)
     quiet: bool = False  # batch jobs: no progress bars, only warnings and errors on the console
     plots: bool = True  # write PNG figures of the run into <run dir>/plots (trivflow.plots)
+    # JAX's persistent compilation cache: a directory ("default": <user cache dir>/trivflow/jax) or null (off)
+    compile_cache: Optional[str] = "default"
 
 
 ACTIONS = tuple(THEORIES)  # the library's registry (trivflow.theory.THEORIES)
@@ -219,7 +232,8 @@ SAMPLER_KEYS = {"step_size": "sampler.step_size", "num_traj": "sampler.num_traj"
                 "meas_every": "sampler.meas_every", "chunk_size": "sampler.chunk_size",
                 "num_steps": "sampler.num_steps", "integrator": "sampler.integrator",
                 "num_chains": "sampler.num_chains", "devices": "sampler.shard=false",
-                "save_every": "sampler.checkpoint_every"}
+                "save_every": "sampler.checkpoint_every", "target_accept": "sampler.target_accept",
+                "fourier_mass": "sampler.fourier_mass", "momentum_draw": "sampler.momentum_draw"}
 FLOW_KEYS = {name: f"flow.{name}" for name in ("kernel_size", "num_layers", "hidden_channels", "activation",
                                                 "output_activation", "seed", "compute_dtype")}
 TRAIN_KEYS = {"steps": "train.steps", "batch_size": "train.batch_size", "lr": "train.lr",
@@ -429,6 +443,26 @@ def _check_enough_measurements(smp) -> None:
               f"and {MIN_TOTAL} in all over sampler.num_chains={smp.num_chains})")
 
 
+def _validate_hmc_options(smp, theory) -> None:
+    """The hmc/fhmc options ``adapt_step_size``, ``fourier_mass`` and ``momentum_draw``."""
+    from ..hmc.fourier import MOMENTUM_DRAWS
+
+    if not isinstance(smp.adapt_step_size, bool):
+        _fail("sampler.adapt_step_size", smp.adapt_step_size, "true or false")
+    if smp.adapt_step_size and smp.num_therm < 1:
+        _fail("sampler.num_therm", smp.num_therm, ">= 1 with sampler.adapt_step_size=true (the step size is "
+              "adapted during thermalization)")
+    if smp.fourier_mass is not None:
+        m2 = smp.fourier_mass
+        if isinstance(m2, bool) or not isinstance(m2, (int, float)) or not 0 < m2 < float("inf"):
+            _fail("sampler.fourier_mass", m2, "a positive number m^2 (M(p) = beta sum_mu 4 sin^2(p_mu/2) + m^2) or "
+                  f"null; m^2 = 2 - 2 d beta = {2 - 2 * theory.d * theory.beta:g} is the free theory's exact kernel")
+        if theory.beta < 0:
+            _fail("lattice.beta", theory.beta, ">= 0 with sampler.fourier_mass (a positive kernel M(p))")
+    if smp.momentum_draw not in MOMENTUM_DRAWS:
+        _fail("sampler.momentum_draw", smp.momentum_draw, f"one of {list(MOMENTUM_DRAWS)}")
+
+
 def validate(cfg: DictConfig | Config) -> Theory:
     """Check every value for meaning before compute; return the validated theory.
 
@@ -459,9 +493,10 @@ def validate(cfg: DictConfig | Config) -> Theory:
     if "imh" in [spec.sampler for spec in sampler_specs(c)]:
         if smp.batch_size < 1:
             _fail("sampler.batch_size", smp.batch_size, "an integer >= 1")
-    if smp.name == "nuts" or "nuts" in c.baselines:
+    if smp.name == "nuts" or "nuts" in c.baselines or smp.adapt_step_size:
         if not 0 < smp.target_accept < 1:
             _fail("sampler.target_accept", smp.target_accept, "a number in (0, 1)")
+    _validate_hmc_options(smp, theory)
     if smp.integrator not in INTEGRATORS:
         _fail("sampler.integrator", smp.integrator, f"one of {sorted(INTEGRATORS)}")
     if smp.num_chains < 1:
@@ -484,6 +519,8 @@ def validate(cfg: DictConfig | Config) -> Theory:
         _fail("sampler.min_acceptance", smp.min_acceptance, "a number in [0, 1) (0 disables the frozen-chain check)")
     if c.platform not in PLATFORMS:
         _fail("platform", c.platform, f"one of {list(PLATFORMS)}")
+    if c.compile_cache is not None and not str(c.compile_cache).strip():
+        _fail("compile_cache", c.compile_cache, "a directory, 'default' (the user cache directory) or null (off)")
     if not ana.s_tau > 0:
         _fail("analysis.s_tau", ana.s_tau, "a positive number (ADerrors default 4, Wolff 1.5)")
     if ana.plateau is not None:

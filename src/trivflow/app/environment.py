@@ -3,9 +3,11 @@ versions, the results.json header shared by every task, and where β comes from.
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from importlib import metadata
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -13,15 +15,49 @@ from omegaconf import OmegaConf
 _PLATFORM_OF = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "tpu": "tpu"}
 
 
-def configure_jax(precision: str = "float64", platform_name: str | None = None) -> dict:
-    """Apply precision and platform before any JAX array exists (docs/reference/configuration.md), and return the
-    devices JAX will use, ``{"platform", "device_kind", "devices"}`` (results.json ``device``).
+def default_compile_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/trivflow/jax`` (``~/.cache/trivflow/jax`` without XDG_CACHE_HOME)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "trivflow" / "jax"
+
+
+def configure_compile_cache(compile_cache: str | None) -> str | None:
+    """Point JAX's persistent compilation cache at ``compile_cache`` (``"default"``:
+    :func:`default_compile_cache_dir`; None: off) and return the directory used (None: off).
+
+    A compiled program (XLA executable) is stored there keyed by its HLO, the compile options,
+    the jax/jaxlib version and the device, so a second job compiling the same program loads it
+    instead (only programs whose compilation took at least JAX's
+    ``jax_persistent_cache_min_compile_time_secs``, 1 s by default, are written). The numbers do
+    not change: the executable is the one the compiler made. The directory is trusted code: do
+    not share it with users you do not trust (JAX's warning)."""
+    import jax
+    from jax._src import compilation_cache
+
+    path = None if compile_cache is None else str(
+        default_compile_cache_dir() if compile_cache == "default" else Path(compile_cache).expanduser())
+    if path is not None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    if jax.config.jax_compilation_cache_dir != path:
+        jax.config.update("jax_compilation_cache_dir", path)
+        compilation_cache.reset_cache()  # JAX opens its cache once per process: reopen it at the new path
+    return path
+
+
+def configure_jax(precision: str = "float64", platform_name: str | None = None,
+                  compile_cache: str | None = None) -> dict:
+    """Apply precision, platform and the persistent compilation cache before any JAX array exists
+    (docs/reference/configuration.md), and return the devices JAX will use, ``{"platform",
+    "device_kind", "devices"}`` (results.json ``device``). ``compile_cache``: as in
+    :func:`configure_compile_cache` (None here leaves it off; the application's key
+    ``compile_cache`` defaults to ``"default"``).
 
     Raises ``ValueError`` when ``platform_name`` is set and JAX has no such device (instead of
     running elsewhere), listing the devices it sees."""
     import jax
 
     jax.config.update("jax_enable_x64", precision == "float64")
+    configure_compile_cache(compile_cache)
     if platform_name:
         previous = jax.config.jax_platforms
         jax.config.update("jax_platforms", platform_name)

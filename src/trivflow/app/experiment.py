@@ -291,10 +291,23 @@ def _frozen_advice(name: str, s) -> str:
             f"sampler.min_acceptance={s.min_acceptance:g} sets this limit")
 
 
+def _kernel_options(s, theory) -> dict:
+    """The hmc/fhmc kernel's options from ``sampler.fourier_mass`` and ``sampler.momentum_draw``
+    (both off by default): the Fourier mass matrix M̂(p) = β Σ_μ 4 sin²(p_μ/2) + m² on the
+    theory's lattice (for FHMC it acts on φ̃, same shape) and the momentum stream."""
+    from ..hmc.fourier import FourierMetric, lattice_mass
+
+    metric = None
+    if s.fourier_mass is not None:
+        metric = FourierMetric(lattice_mass(theory.shape, theory.beta, s.fourier_mass), theory.shape)
+    return {"metric": metric, "momentum_draw": s.momentum_draw}
+
+
 def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: bool, state_path: Path | None):
     import jax
 
     from .. import hmc
+    from ..hmc.adaptation import DualAveraging
     from ..hmc.flowed import fhmc_kernel, pulled_back_measure
     from ..priors import GaussianPrior
     from ..priors.base import as_pytree
@@ -310,10 +323,11 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
     hmc_args = dict(step_size=s.traj_length / s.num_steps, num_traj=s.num_traj, num_therm=s.num_therm,
                     meas_every=s.meas_every, chunk_size=s.chunk_size, progress=progress, desc=desc,
                     devices=None if s.shard else jax.devices()[:1], min_acceptance=s.min_acceptance or None,
-                    **resumable)
+                    adapt=DualAveraging(target=s.target_accept) if s.adapt_step_size else None, **resumable)
+    options = _kernel_options(s, theory)
     if name == "hmc":
         kernel = hmc.build_kernel(theory.potential_fn, num_steps=s.num_steps, integrator=s.integrator,
-                                  value_and_grad_fn=theory.value_and_grad_fn)
+                                  value_and_grad_fn=theory.value_and_grad_fn, **options)
         return hmc.run_chains(key_run, kernel, positions, theory_params, measure_fn=theory.measure_fn, **hmc_args)
     if name == "nuts":
         return run_nuts(key_run, theory.potential_fn, positions, theory_params, num_warmup=s.num_therm,
@@ -322,7 +336,7 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
     params = {"flow": flow.flow, "theory": theory_params}
     if name == "fhmc":
         kernel = fhmc_kernel(theory.potential_fn, num_steps=s.num_steps, integrator=s.integrator,
-                             force_fn=theory.force_fn)
+                             force_fn=theory.force_fn, **options)
         measure = pulled_back_measure(theory.measure_fn)
         return hmc.run_chains(key_run, kernel, positions, params, measure_fn=measure, **hmc_args)
     if name == "imh":
@@ -373,7 +387,7 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
 
     from .resources import check_memory
 
-    device = configure_jax(cfg.precision, cfg.platform)
+    device = configure_jax(cfg.precision, cfg.platform, cfg.get("compile_cache"))
     device["memory_estimate"] = check_memory(cfg, theory, jax.devices()[0],
                                              float_bytes=8 if cfg.precision == "float64" else 4)
     from ..io import write_chains
@@ -408,6 +422,10 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
                              state_path=out_dir / job.state_path)
         runs[job.label] = summarize_run(result, th, sampler=job.sampler, s_tau=cfg.analysis.s_tau, plateau=plateau)
         runs[job.label]["lattice"] = th.to_dict()
+        if "step_size" in result.extra:  # sampler.adapt_step_size: the frozen ε of the measurement
+            runs[job.label]["step_size"] = {"adapted": result.extra["step_size"],
+                                            "target_accept": result.extra["adapt_target"],
+                                            "initial": cfg.sampler.traj_length / cfg.sampler.num_steps}
         if job.prior is not None:
             runs[job.label]["prior"] = job.prior
         chains[job.label] = (result, job.sampler, th)

@@ -21,6 +21,11 @@ depend on the chunk size and a run can be continued from any step bit for bit: w
 ``state_path`` the state and the series are saved as in :mod:`trivflow.hmc.series`. With several
 devices the chain axis is sharded (:mod:`trivflow.hmc.sharding`), with the same numbers.
 
+Step-size adaptation: with ``adapt`` (:class:`trivflow.hmc.adaptation.DualAveraging`) the
+thermalization phase tunes HMC's ε to a target acceptance by dual averaging, starting from
+``step_size``; ε is then frozen for the measurement (exact chain), returned in
+``ChainResult.extra["step_size"]`` and saved with the state, so a resumed run measures with it.
+
 Frozen chains: with ``min_acceptance`` the driver stops with :class:`FrozenChainsError` as soon
 as a phase's acceptance over at least :data:`MIN_JUDGED` steps per chain (or the whole phase, if
 shorter) is below it — e.g. every trajectory divergent — instead of returning the starting
@@ -39,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import ParameterError, must_be
+from . import adaptation
 from .chunks import chunk_function, compiled
 from .monitor import (
     MIN_JUDGED,
@@ -170,6 +176,30 @@ def _run_phase(kernel, measure_fn, states, chain_keys, params, kernel_args, star
     return states
 
 
+def _run_adaptation(kernel, settings, states, da, chain_keys, params, start, n_traj, chunk_size, bar,
+                    compile_times, scalar_sharding, on_chunk: Callable):
+    """Thermalization with dual-averaging step-size adaptation (:mod:`trivflow.hmc.adaptation`):
+    ``n_traj`` steps from step index ``start`` in chunks of at most ``chunk_size``; returns the
+    chains' states and the adaptation state. ``on_chunk(states, da, t, infos)`` after every chunk."""
+    done = 0
+    while done < n_traj:
+        n = min(chunk_size, n_traj - done)
+        fn = adaptation.adaptation_chunk(kernel.step, n, settings)
+        args = (states, da, chain_keys, put(jnp.asarray(start + done), scalar_sharding), params)
+        states, da, infos = compiled(fn, args, compile_times)(*args)
+        infos = jax.tree_util.tree_map(np.asarray, infos)
+        n_div = int(np.sum(infos.divergent))
+        if n_div:
+            log.warning("%d divergent trajectories in steps %d..%d while adapting the step size (rejected)",
+                        n_div, start + done, start + done + n)
+        done += n
+        if bar is not None:
+            bar.update(n)
+            set_postfix(bar, infos.accepted, None, 1)
+        on_chunk(states, da, start + done, infos)
+    return states, da
+
+
 def _series_structure(kernel, measure_fn, states, chain_keys, params, kernel_args) -> dict:
     """Shape-only pytrees of the collected series (``infos`` of one step, ``observables``
     of one measurement) for :func:`trivflow.state.load_state`'s structure check."""
@@ -200,6 +230,7 @@ def run_chains(
     fingerprint: dict | None = None,
     devices=None,
     min_acceptance: float | None = None,
+    adapt: "adaptation.DualAveraging | None" = None,
 ) -> ChainResult:
     """Run ``num_chains`` independent chains of ``kernel``, vmapped, for ``num_therm + num_traj`` steps.
 
@@ -243,12 +274,19 @@ def run_chains(
             thermalization or the measurement phase, judged after min(:data:`MIN_JUDGED`,
             phase length) steps per chain and after every chunk from then on, is below
             it (None: never). The state saved so far stays on disk.
+        adapt: dual-averaging settings (:class:`trivflow.hmc.adaptation.DualAveraging`) to adapt
+            ε during the ``num_therm`` thermalization steps (≥ 1), starting from ``step_size``;
+            None (default): ε = ``step_size`` throughout.
 
     Returns:
         :class:`ChainResult` with NumPy series of shape ``(num_chains, num_meas, ...)``;
-        ``extra["resumed_at"]`` is the step a resumed run continued from.
+        ``extra["resumed_at"]`` is the step a resumed run continued from; with ``adapt``,
+        ``extra["step_size"]`` is the frozen ε of the measurement.
     """
     validate_run_args(step_size, num_traj, num_therm, meas_every, chunk_size)
+    if adapt is not None and (step_size is None or num_therm < 1):
+        raise ValueError(f"step-size adaptation needs a kernel with a step size and sampler.num_therm >= 1, got "
+                         f"step_size={step_size!r}, num_therm={num_therm!r}")
     _check_positive_int("checkpoint_every", save_every)
     positions = jnp.array(positions, copy=True)  # the driver donates its buffers: never the caller's
     num_chains = positions.shape[0]
@@ -269,17 +307,21 @@ def run_chains(
               "run_chains.shape": list(positions.shape[1:]),
               "run_chains.dtype": str(positions.dtype), "run_chains.positions": hash_tree(positions),
               "run_chains.chain_keys": hash_tree(chain_keys), "run_chains.params": hash_tree(params),
+              **({} if adapt is None else {"run_chains.adapt": repr(adapt)}),
               **(fingerprint or {})}
         files = RunFiles(state_path, fp)
     states = jax.vmap(kernel.init, in_axes=(0, None))(positions, params)
+    da = None if adapt is None else adaptation.init(step_size, positions.dtype)
     clock = PhaseClock()
     t, series, phase = 0, Series(), "therm"
 
     if files is not None and files.exists():
         part_like = _series_structure(kernel, measure_fn, states, chain_keys, params, kernel_args)
-        tree, meta = files.read({"states": states, "chain_keys": chain_keys}, part_like, series,
-                                lambda meta: max(0, int(meta["t"]) - num_therm))
+        like = {"states": states, "chain_keys": chain_keys, **({} if da is None else {"adapt": da})}
+        tree, meta = files.read(like, part_like, series, lambda meta: max(0, int(meta["t"]) - num_therm))
         states = jax.tree_util.tree_map(jnp.asarray, tree["states"])
+        if da is not None:
+            da = adaptation.DualAveragingState(*(jnp.asarray(x) for x in tree["adapt"]))
         chain_keys = tree["chain_keys"]
         t, phase = int(meta["t"]), meta["phase"]
         clock = PhaseClock({k: float(meta[k]) for k in clock.timing})
@@ -297,7 +339,8 @@ def run_chains(
             return
         meta = {"phase": phase, "t": t_next, "num_therm": num_therm, "num_traj": num_traj, **clock.now()}
         before = files.seconds
-        files.write({"states": states, "chain_keys": chain_keys}, series, meta)
+        files.write({"states": states, "chain_keys": chain_keys, **({} if da is None else {"adapt": da})},
+                    series, meta)
         clock.timing["checkpoint_seconds"] += files.seconds - before
 
     judge = AcceptanceJudge(num_chains=num_chains, min_acceptance=min_acceptance, desc=desc,
@@ -311,11 +354,26 @@ def run_chains(
             checkpoint(st, tn, "therm", force=tn == num_therm)
             judge(infos, "thermalization", num_therm)
 
-        states = _run_phase(kernel, None, states, chain_keys, params, kernel_args, t, num_therm - t, 1,
-                            max(1, chunk_size), bar, clock.compile_times, None, replicated, after_therm_chunk, unit)
+        if da is None:
+            states = _run_phase(kernel, None, states, chain_keys, params, kernel_args, t, num_therm - t, 1,
+                                max(1, chunk_size), bar, clock.compile_times, None, replicated, after_therm_chunk,
+                                unit)
+        else:
+            def after_adapt_chunk(st, new_da, tn, infos):
+                nonlocal da
+                da = new_da
+                after_therm_chunk(st, tn, infos)
+
+            da = put(da, replicated)
+            states, da = _run_adaptation(kernel, adapt, states, da, chain_keys, params, t, num_therm - t,
+                                         max(1, chunk_size), bar, clock.compile_times, replicated, after_adapt_chunk)
         bar.close()
         clock.stop()
         t = num_therm
+    if da is not None:  # frozen from here on: the measured chain is plain HMC with this ε
+        kernel_args = put((adaptation.final_step_size(da).astype(positions.dtype),), replicated)
+        judge.step_size = float(kernel_args[0])
+        log.info("%s: step size adapted to %.6g (target acceptance %g)", desc, judge.step_size, adapt.target)
     if t < total:
         bar = progress_bar(num_traj, t - num_therm, desc, progress)
         clock.start("seconds")
@@ -350,7 +408,8 @@ def run_chains(
         seconds=timing["seconds"],
         therm_seconds=timing["therm_seconds"],
         compile_seconds=timing["compile_seconds"],
-        extra={"resumed_at": resumed_at, "checkpoint_seconds": timing["checkpoint_seconds"]},
+        extra={"resumed_at": resumed_at, "checkpoint_seconds": timing["checkpoint_seconds"],
+               **({} if da is None else {"step_size": float(kernel_args[0]), "adapt_target": adapt.target})},
     )
 
 

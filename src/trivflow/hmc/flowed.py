@@ -76,7 +76,9 @@ def pulled_back_measure(measure_fn: Callable) -> Callable:
 
 
 def fhmc_kernel(potential_fn: Callable, *, num_steps: int, integrator: str = "leapfrog",
-                force_fn: Callable | None = None) -> HMCKernel:
-    """The HMC kernel on S̃, with ``params = {"flow": Flow, "theory": theory_params}``."""
+                force_fn: Callable | None = None, metric=None, momentum_draw: str = "threefry") -> HMCKernel:
+    """The HMC kernel on S̃, with ``params = {"flow": Flow, "theory": theory_params}``; ``metric``
+    (Fourier acceleration in φ̃) and ``momentum_draw`` as in :func:`trivflow.hmc.build_kernel`."""
     return build_kernel(pulled_back_potential(potential_fn), num_steps=num_steps, integrator=integrator,
-                        value_and_grad_fn=pulled_back_value_and_grad(potential_fn, force_fn))
+                        value_and_grad_fn=pulled_back_value_and_grad(potential_fn, force_fn),
+                        metric=metric, momentum_draw=momentum_draw)

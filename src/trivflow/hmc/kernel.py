@@ -11,6 +11,10 @@ probability min{1, e^{−ΔH}}, full momentum refresh. A divergent trajectory �
 enters the chain. Rejecting on |ΔH| keeps detailed balance: the reversed trajectory has −ΔH,
 so the rejected set is symmetric under reversal (a large *negative* ΔH is the mark of a
 blown-up integration as much as a large positive one).
+
+Options (off by default, the unit-mass threefry kernel unchanged): ``metric`` gives the kinetic
+term ½ Σ_p |π̂(p)|²/M̂(p) of Fourier acceleration and ``momentum_draw`` another random stream
+for π (:mod:`trivflow.hmc.fourier`, docs/theory.md#fourier-accelerated-hmc).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from ..errors import must_be
+from .fourier import FourierMetric
+from .fourier import momentum_draw as get_momentum_draw
 from .integrators import get_integrator, kinetic_energy
 
 #: |ΔH| above this (or non-finite) marks a trajectory as divergent.
@@ -55,6 +61,8 @@ def build_kernel(
     num_steps: int,
     integrator: str = "leapfrog",
     value_and_grad_fn: Callable | None = None,
+    metric: FourierMetric | None = None,
+    momentum_draw: str = "threefry",
 ) -> HMCKernel:
     """Build the HMC kernel for ``potential_fn(position, params) -> U`` (scalar).
 
@@ -64,11 +72,18 @@ def build_kernel(
         integrator: ``"leapfrog"`` or ``"omelyan"``.
         value_and_grad_fn: optional ``(position, params) -> (U, ∂U/∂x)``, e.g. an analytic
             force; defaults to ``jax.value_and_grad(potential_fn)``.
+        metric: None (unit mass) or the Fourier mass matrix of one configuration
+            (:class:`trivflow.hmc.fourier.FourierMetric`): π ~ N(0, M), K = ½πᵀM⁻¹π, drift M⁻¹π.
+        momentum_draw: ``"threefry"`` (default), ``"rbg"`` or ``"float32"``
+            (:func:`trivflow.hmc.fourier.momentum_draw`: the stream changes, not the distribution).
     """
     if not isinstance(num_steps, int) or num_steps < 1:
         raise must_be("num_steps", num_steps, "a positive integer")
     integrate = get_integrator(integrator)
     vg = value_and_grad_fn if value_and_grad_fn is not None else jax.value_and_grad(potential_fn)
+    draw = get_momentum_draw(momentum_draw)
+    kinetic = kinetic_energy if metric is None else metric.kinetic_energy
+    velocity = None if metric is None else metric.velocity
 
     def init(position, params) -> HMCState:
         potential, grad = vg(position, params)
@@ -76,13 +91,18 @@ def build_kernel(
 
     def step(key, state: HMCState, params, step_size):
         key_momentum, key_accept = jax.random.split(key)
-        momentum = jax.random.normal(key_momentum, state.position.shape, state.position.dtype)
-        h_start = kinetic_energy(momentum) + state.potential
+        momentum = draw(key_momentum, state.position.shape, state.position.dtype)
+        if metric is not None:
+            if metric.shape != state.position.shape:
+                raise ValueError(f"the Fourier mass kernel is for shape {metric.shape}, the position has "
+                                 f"shape {state.position.shape}")
+            momentum = metric.sample(momentum)
+        h_start = kinetic(momentum) + state.potential
         position, momentum, potential, grad = integrate(
             lambda x: vg(x, params), state.position, momentum, state.potential, state.grad,
-            step_size, num_steps,
+            step_size, num_steps, velocity=velocity,
         )
-        delta_H = kinetic_energy(momentum) + potential - h_start
+        delta_H = kinetic(momentum) + potential - h_start
         finite = jnp.isfinite(delta_H)
         divergent = ~finite | (jnp.abs(delta_H) > DIVERGENCE_THRESHOLD)
         acceptance_prob = jnp.where(divergent, 0.0, jnp.minimum(1.0, jnp.exp(-delta_H)))
@@ -95,3 +115,4 @@ def build_kernel(
         return new_state, HMCInfo(delta_H, accepted, acceptance_prob, divergent)
 
     return HMCKernel(init, step)
+
