@@ -236,6 +236,9 @@ def test_options_are_off_by_default():
         (["sampler.adapt_step_size=true", "sampler.num_therm=0"], "sampler.num_therm=0 is invalid"),
         (["sampler.adapt_step_size=true", "sampler.target_accept=1.5"], "sampler.target_accept=1.5 is invalid"),
         (["compile_cache=' '"], "compile_cache=' ' is invalid"),
+        (["sampler=nuts", "sampler.fourier_mass=0.2"], "sampler.fourier_mass=0.2 is invalid.*would be ignored"),
+        (["sampler=nuts", "sampler.adapt_step_size=true"], "sampler.adapt_step_size=True is invalid.*ignored"),
+        (["sampler=imh", "sampler.momentum_draw=rbg"], "sampler.momentum_draw='rbg' is invalid.*ignored"),
     ],
 )
 def test_bad_option_values_fail_before_compute(overrides, message):

@@ -200,8 +200,7 @@ class Config:
     keep_state: bool = False  # keep state/ once results.json is written (it is needed only to resume)
     quiet: bool = False  # batch jobs: no progress bars, only warnings and errors on the console
     plots: bool = True  # write PNG figures of the run into <run dir>/plots (trivflow.plots)
-    # JAX's persistent compilation cache: a directory ("default": <user cache dir>/trivflow/jax) or null (off)
-    compile_cache: Optional[str] = "default"
+    compile_cache: Optional[str] = "default"  # JAX's persistent compile cache: a directory, default, or null (off)
 
 
 ACTIONS = tuple(THEORIES)  # the library's registry (trivflow.theory.THEORIES)
@@ -443,9 +442,18 @@ def _check_enough_measurements(smp) -> None:
               f"and {MIN_TOTAL} in all over sampler.num_chains={smp.num_chains})")
 
 
-def _validate_hmc_options(smp, theory) -> None:
-    """The hmc/fhmc options ``adapt_step_size``, ``fourier_mass`` and ``momentum_draw``."""
+def _validate_hmc_options(c, smp, theory) -> None:
+    """The hmc/fhmc options ``adapt_step_size``, ``fourier_mass`` and ``momentum_draw``: valid, and
+    set only where an hmc or fhmc run uses them (anywhere else they would be silently ignored)."""
     from ..hmc.fourier import MOMENTUM_DRAWS
+
+    used = c.task == "sample" and any(spec.sampler in ("hmc", "fhmc") for spec in sampler_specs(c))
+    for key, value, default in (("adapt_step_size", smp.adapt_step_size, False),
+                                ("fourier_mass", smp.fourier_mass, None),
+                                ("momentum_draw", smp.momentum_draw, "threefry")):
+        if value != default and not used:
+            _fail(f"sampler.{key}", value, f"{default!r} (the default) unless an hmc or fhmc sampler runs "
+                  f"(sampler.name or baselines, task=sample): it would be ignored")
 
     if not isinstance(smp.adapt_step_size, bool):
         _fail("sampler.adapt_step_size", smp.adapt_step_size, "true or false")
@@ -455,8 +463,10 @@ def _validate_hmc_options(smp, theory) -> None:
     if smp.fourier_mass is not None:
         m2 = smp.fourier_mass
         if isinstance(m2, bool) or not isinstance(m2, (int, float)) or not 0 < m2 < float("inf"):
+            exact = (f"; m^2 = 2 - 2 d beta = {2 - 2 * theory.d * theory.beta:g} is the free theory's exact kernel"
+                     if theory.lam == 0 else "")
             _fail("sampler.fourier_mass", m2, "a positive number m^2 (M(p) = beta sum_mu 4 sin^2(p_mu/2) + m^2) or "
-                  f"null; m^2 = 2 - 2 d beta = {2 - 2 * theory.d * theory.beta:g} is the free theory's exact kernel")
+                  f"null{exact}")
         if theory.beta < 0:
             _fail("lattice.beta", theory.beta, ">= 0 with sampler.fourier_mass (a positive kernel M(p))")
     if smp.momentum_draw not in MOMENTUM_DRAWS:
@@ -496,7 +506,7 @@ def validate(cfg: DictConfig | Config) -> Theory:
     if smp.name == "nuts" or "nuts" in c.baselines or smp.adapt_step_size:
         if not 0 < smp.target_accept < 1:
             _fail("sampler.target_accept", smp.target_accept, "a number in (0, 1)")
-    _validate_hmc_options(smp, theory)
+    _validate_hmc_options(c, smp, theory)
     if smp.integrator not in INTEGRATORS:
         _fail("sampler.integrator", smp.integrator, f"one of {sorted(INTEGRATORS)}")
     if smp.num_chains < 1:
