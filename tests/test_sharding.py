@@ -4,7 +4,9 @@ Each case runs a small script in a subprocess, since the device count is fixed w
 starts: ``XLA_FLAGS=--xla_force_host_platform_device_count=4 JAX_PLATFORMS=cpu`` versus one
 device. HMC, FHMC (flow params replicated) and independence MH are compared bit for bit: every
 device runs the same per-chain program on its slice of the chains, and nothing is reduced
-across chains inside the compiled chunks. The one exception is the slice correlator ``C``, a
+across chains inside the compiled chunks (step-size adaptation's mean acceptance over the chains
+is gathered onto every device first, so it is summed in one device's order). Adapted and
+Fourier-accelerated HMC are compared too. The one exception is the slice correlator ``C``, a
 measurement that never feeds back into the chain: XLA:CPU computes its FFT for a sharded batch
 in another layout and rounds differently in the last bit (seen: 5.6e-17 absolute with jax
 0.10.2), so it is compared to 1e-14 relative; the chains themselves (positions, ΔH, accepted,
@@ -37,6 +39,12 @@ SCRIPT = textwrap.dedent(
     res = {}
     r = hmc.run_chains(jax.random.key(1), hmc.phi4_kernel(5), pos, tp, measure_fn=hmc.phi4_measure, **kw)
     res["hmc"] = r
+    # step-size adaptation (its chain mean is gathered first) and Fourier acceleration
+    res["hmc_adapt"] = hmc.run_chains(jax.random.key(1), hmc.phi4_kernel(5), pos, tp, measure_fn=hmc.phi4_measure,
+                                      adapt=hmc.DualAveraging(0.8), **kw)
+    metric = hmc.FourierMetric(hmc.lattice_mass(th.shape, th.beta, 0.5), th.shape)
+    fa = hmc.build_kernel(hmc.phi4_potential, num_steps=5, value_and_grad_fn=hmc.phi4_value_and_grad, metric=metric)
+    res["hmc_fa"] = hmc.run_chains(jax.random.key(1), fa, pos, tp, measure_fn=hmc.phi4_measure, **kw)
     flow = Flow.from_module(*split_flow(build_flow(kernel_size=3, num_layers=1, seed=3)))
     kernel = fhmc_kernel(hmc.phi4_potential, num_steps=5, force_fn=hmc.phi4_force_fn)
     params = {"flow": flow, "theory": tp}

@@ -78,11 +78,15 @@ def final_step_size(state: DualAveragingState):
 
 
 @functools.lru_cache(maxsize=16)
-def adaptation_chunk(step: Callable, num_steps: int, settings: DualAveraging):
+def adaptation_chunk(step: Callable, num_steps: int, settings: DualAveraging, replicated=None):
     """jit-compiled ``chunk(states, da_state, chain_keys, start, params) -> (states, da_state, infos)``:
     ``num_steps`` steps of all chains (``step(key, state, params, ε)`` vmapped), step t with
     ε = exp(log ε_{t−1}) and key ``fold_in(chain_key[c], t)``, each followed by :func:`update`.
-    infos have shape (C, num_steps)."""
+    infos have shape (C, num_steps).
+
+    ``replicated``: with chains sharded over several devices, their acceptance probabilities are
+    gathered onto every device (this sharding) before the mean, so that the sum runs in one
+    device's order and ε, hence every number, equals a one-device run's."""
     vstep = jax.vmap(step, in_axes=(0, 0, None, None))
     fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
 
@@ -91,7 +95,10 @@ def adaptation_chunk(step: Callable, num_steps: int, settings: DualAveraging):
             states, da = carry
             eps = jnp.exp(da.log_step).astype(states.position.dtype)
             states, info = vstep(fold(chain_keys, t), states, params, eps)
-            da = update(da, jnp.mean(info.acceptance_prob).astype(da.g_avg.dtype), settings)
+            acc = info.acceptance_prob
+            if replicated is not None:
+                acc = jax.lax.with_sharding_constraint(acc, replicated)
+            da = update(da, jnp.mean(acc).astype(da.g_avg.dtype), settings)
             return (states, da), info
 
         (states, da), infos = jax.lax.scan(one_step, (states, da), start + jnp.arange(num_steps))

@@ -184,7 +184,7 @@ def _run_adaptation(kernel, settings, states, da, chain_keys, params, start, n_t
     done = 0
     while done < n_traj:
         n = min(chunk_size, n_traj - done)
-        fn = adaptation.adaptation_chunk(kernel.step, n, settings)
+        fn = adaptation.adaptation_chunk(kernel.step, n, settings, scalar_sharding)
         args = (states, da, chain_keys, put(jnp.asarray(start + done), scalar_sharding), params)
         states, da, infos = compiled(fn, args, compile_times)(*args)
         infos = jax.tree_util.tree_map(np.asarray, infos)
