@@ -452,10 +452,11 @@ def test_result_is_frozen_and_json(ar_cache):
         res.tau_int = 3.0  # type: ignore[misc]
     with pytest.raises(ValueError):
         res.gamma[0] = 1.0
-    d = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    d = json.loads(json.dumps(res.to_dict(arrays=True), allow_nan=False))
     assert d["window"] == res.window and len(d["gamma"]) == res.w_max + 1 == 2001
     assert d["tau_int"] == res.tau_int and d["n_total"] == 4000 and d["s_tau"] == 4.0
     assert "gamma" not in res.to_dict(arrays=False)
+    assert "gamma" not in res.to_dict() and len(json.dumps(res.to_dict())) < 400  # concise by default
     assert "τ_int" in str(res)
 
 

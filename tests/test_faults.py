@@ -244,21 +244,39 @@ def test_frozen_check_in_the_measurement_phase_and_off_switch():
 def test_broken_phase_is_flagged_as_not_mixing(tmp_path):
     res = run(compose_cfg([*L4, "lattice.L=8", "lattice.beta=2.0", "sampler.num_chains=4"]), tmp_path)
     block = res["runs"]["hmc"]
-    assert block["mixing"]["reliable"] is False and block["mixing"]["rhat"]["M"] > 1.1
+    assert block["diagnostics"]["reliable"] is False and block["diagnostics"]["rhat"]["M"] > 1.1
     assert any(w.startswith("chains do not mix: R-hat(M) =") for w in block["warnings"])
+    assert any(w.startswith("R-hat > 1.01 for M (") for w in block["warnings"])  # the 1.01 warning names M
+    assert set(block["diagnostics"]["ess_bulk"]) == {"M", "absM", "M2"}
     from trivflow.app.experiment import format_summary
 
-    assert "xi NOT reliable" in format_summary(res)
+    summary = format_summary(res)
+    assert "xi NOT reliable" in summary
+    assert "WARNING R-hat > 1.01 for M" in summary and "R-hat (ESS bulk, tail): M " in summary
 
 
 def test_mixing_chains_are_not_flagged():
-    from trivflow.summary import mixing
+    from trivflow.summary import diagnostics, rhat_warnings
 
     rng = np.random.default_rng(0)
     obs = {k: rng.normal(size=(4, 500)) for k in ("M", "absM", "M2")}
-    assert mixing(obs)["reliable"] is True
+    diag = diagnostics(obs)
+    assert diag["reliable"] is True and rhat_warnings(diag) == []
+    assert all(1000 < diag[k]["M"] < 3000 for k in ("ess_bulk", "ess_tail"))  # 2000 independent draws
     obs["M"][0] += 5.0  # one chain elsewhere
-    assert mixing(obs)["reliable"] is False
+    diag = diagnostics(obs)
+    assert diag["reliable"] is False and rhat_warnings(diag)[0].startswith("R-hat > 1.01 for M (")
+
+
+def test_rhat_between_1_01_and_1_1_warns_but_stays_reliable():
+    from trivflow.summary import diagnostics, rhat_warnings
+
+    rng = np.random.default_rng(1)
+    obs = {k: rng.normal(size=(4, 2000)) for k in ("M", "absM", "M2")}
+    obs["M"][0] += 0.5  # one chain slightly off: R-hat between 1.01 and 1.1
+    diag = diagnostics(obs)
+    assert 1.01 < diag["rhat"]["M"] < 1.1, diag["rhat"]
+    assert diag["reliable"] is True and len(rhat_warnings(diag)) == 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def test_single_run_has_no_sweep_plots_and_cli_errors(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["fits.json", "table.csv", "table.md"]
     rows = report.collect(tmp_path / "run")
     assert rows[0]["job"] == "." and rows[0]["kernel_size"] is None  # HMC uses no flow
-    assert "| . | sweep | hmc | 8 | 0.576 |  |  |  | hmc | 0.9 | 5 ± 0.5 | 2 ± 0.04 |" in capsys.readouterr().out
+    assert "| . | sweep | hmc | 8 | 0.576 |  |  |  | hmc | 0.9 | 5.0(5) | 2.00(4) |" in capsys.readouterr().out
     assert report.main([str(tmp_path / "empty_missing")]) == 1
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
@@ -148,3 +148,40 @@ def test_rows_without_an_automatic_window_are_kept_in_the_table_but_not_fitted(t
     (fit,) = fits.values()
     assert fit["points"]["xi"] == [2.0, 3.0] and fit["z"] == pytest.approx(2.0, abs=1e-9)
     assert "left out of fits and plots: 2:fhmc" in capsys.readouterr().err
+
+
+def test_ratios_to_hmc_at_the_same_lattice_point_with_propagated_errors(tmp_path):
+    sweep = tmp_path / "sweep"
+    _fake_job(sweep / "0", L=8, beta=0.576, k=3, xi=2.0, tau=20.0, tps=1000.0, sampler="hmc")
+    _fake_job(sweep / "1", L=8, beta=0.576, k=3, xi=2.0, tau=10.0, tps=250.0)  # τ halved, 4× slower
+    _fake_job(sweep / "2", L=16, beta=0.634, k=3, xi=4.0, tau=10.0)  # no HMC at L=16: no ratio
+    rows = report.collect(sweep)
+    hmc, fhmc, other = rows
+    assert hmc["tau_M_ratio_hmc"] is None and other["tau_M_ratio_hmc"] is None
+    # δr/r = √(0.1² + 0.1²): both τ carry a 10 % error
+    assert fhmc["tau_M_ratio_hmc"] == pytest.approx(0.5)
+    assert fhmc["tau_M_ratio_hmc_err"] == pytest.approx(0.5 * np.sqrt(0.02))
+    assert fhmc["cost_ratio_hmc"] == pytest.approx(2.0)
+    assert fhmc["cost_ratio_hmc_err"] == pytest.approx(2.0 * np.sqrt(0.02))
+    md = report.markdown_table(rows)
+    assert "| 0.50(7) | 2.00(28) |" in md  # τ and cost ratios in parenthesis notation
+
+
+def test_report_refuses_to_fit_jobs_with_equal_effective_configurations(tmp_path, capsys):
+    """The --help sweep `flow.kernel_size=3,5 lattice=L8,L10` with the default sampler=hmc: four
+    plain-HMC jobs, two of each lattice; the kernel size is read by no stage."""
+    sweep = tmp_path / "sweep"
+    for num, (k, L) in enumerate((k, L) for k in (3, 5) for L in (8, 10)):
+        _fake_job(sweep / str(num), L=L, beta={8: 0.576, 10: 0.6}[L], k=k, xi=L / 4, tau=2.0 * (L / 4) ** 2,
+                  sampler="hmc", overrides=[f"flow.kernel_size={k}", f"lattice=L{L}"])
+    rows = report.collect(sweep)
+    assert [r["duplicate_of"] for r in rows] == [None, None, "0:hmc", "1:hmc"]
+    written = report.write_report(sweep)
+    fits = json.loads(written["fits.json"].read_text())
+    assert fits == {"hmc": {"refused": "2:hmc duplicates 0:hmc: same effective configuration"}}
+    assert "tau_vs_xi.png" not in written
+    assert "refusing to fit hmc: 2:hmc ran the same effective configuration as 0:hmc" in capsys.readouterr().err
+    # a flow sampler reads the kernel size: the same sweep with sampler=fhmc has four distinct points
+    for num, (k, L) in enumerate((k, L) for k in (3, 5) for L in (8, 10)):
+        _fake_job(tmp_path / "fhmc" / str(num), L=L, beta=0.6, k=k, xi=L / 4, tau=2.0 * (L / 4) ** 2)
+    assert all(r["duplicate_of"] is None for r in report.collect(tmp_path / "fhmc"))

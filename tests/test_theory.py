@@ -100,7 +100,8 @@ def test_a_new_theory_runs_through_driver_summary_and_chains_files(tmp_path):
                             num_traj=2000, num_therm=100, measure_fn=theory.measure_fn, progress=False)
     block = summarize_run(result, theory, sampler="hmc")
     assert set(block["observables"]) == {"X", "X2"} and set(block["tau_int"]) == {"X", "X2"}
-    assert set(block["mixing"]["rhat"]) == {"X", "X2"} and block["mixing"]["reliable"]
+    assert set(block["diagnostics"]["rhat"]) == {"X", "X2"} and block["diagnostics"]["reliable"]
+    assert set(block["diagnostics"]["ess_bulk"]) == set(block["diagnostics"]["ess_tail"]) == {"X", "X2"}
     mean, err = block["observables"]["X2"]
     assert abs(mean - block["exact"]["X2"]) < 4 * err, (mean, err)  # ⟨φ²⟩ = 1/m², Γ-method error
     assert abs(block["observables"]["X"][0]) < 4 * block["observables"]["X"][1]

@@ -6,9 +6,14 @@ Collects every ``results.json`` at or below ``<dir>`` (a run directory, a Hydra 
 
 * ``table.md``, ``table.csv`` — one row per (job, run label): experiment, L, β, flow kernel size,
   number of layers and prior (flow samplers only), sampler, acceptance, τ_int(M) ± err, ξ ± err,
-  chain-trajectories per second, cost per independent sample, training seconds, the flow's MH
-  acceptance, and the job's command-line overrides;
+  chain-trajectories per second, cost per independent sample, the ratios of τ_int(M) and of the
+  cost to plain HMC's at the same lattice point (:func:`add_ratios`), training seconds, the flow's
+  MH acceptance, the job's command-line overrides, and the row this one duplicates (if any).
+  ``table.md`` writes every value with its error in parenthesis notation (``18.5(9)``,
+  :mod:`trivflow.formatting`); ``table.csv`` keeps value and error in separate columns;
 * ``fits.json`` — the dynamical exponent z of every series with ≥ 2 distinct ξ (:func:`fit_z`);
+  a series with two jobs of one effective configuration is refused (``{"refused": reason}``):
+  they are one measurement twice, not two points (:func:`effective_config`);
 * ``tau_vs_xi.png`` — τ_int(M) vs ξ on log–log axes per series (sampler, kernel size, prior) with the
   fitted line, only when some series has ≥ 2 distinct ξ;
 * ``tau_vs_kernel_size.png`` — τ_int(M) and the cost vs kernel size per (sampler, L, prior), only when
@@ -18,6 +23,10 @@ Cost per independent sample: ``2 τ_int / traj_per_second`` seconds, with τ_int
 ``traj_per_second`` the chain-trajectories per second of the whole run (all chains), i.e. the wall
 time the run spends per statistically independent configuration (docs/performance.md); its error is
 ``2 δτ_int / traj_per_second`` (timing noise neglected). Training time is listed separately.
+
+Ratios: r = τ / τ_HMC with δr = |r| √((δτ/τ)² + (δτ_HMC/τ_HMC)²) (independent chains;
+:func:`trivflow.formatting.ratio`); the cost ratio likewise. The reference is the plain-HMC row
+with the same (L, d, β, λ) in the same job, else the only such row in the whole tree.
 """
 
 from __future__ import annotations
@@ -35,12 +44,14 @@ import numpy as np
 
 from . import io
 from .app.config import FLOW_SAMPLERS
+from .formatting import paren, ratio
 
-__all__ = ["ZFit", "collect", "fit_z", "main", "write_report"]
+__all__ = ["ZFit", "add_ratios", "collect", "effective_config", "fit_z", "main", "write_report"]
 
 COLUMNS = ["job", "experiment", "label", "L", "beta", "kernel_size", "num_layers", "prior", "sampler", "acceptance",
            "tau_M", "tau_M_err", "tau_M_window", "tau_M_reliable", "xi", "xi_err", "traj_per_second", "cost_per_indep",
-           "cost_per_indep_err", "training_seconds", "flow_mh_acceptance", "overrides"]
+           "cost_per_indep_err", "tau_M_ratio_hmc", "tau_M_ratio_hmc_err", "cost_ratio_hmc", "cost_ratio_hmc_err",
+           "training_seconds", "flow_mh_acceptance", "overrides", "duplicate_of"]
 
 
 class ZFit(NamedTuple):
@@ -114,15 +125,56 @@ def _pair(block, key):
     return (None, None) if v is None or v[0] is None else (v[0], v[1])
 
 
+def effective_config(results: dict, label: str) -> str:
+    """What run ``label`` of a job actually read, as a canonical JSON string: its lattice, action,
+    seed, precision, analysis settings, sampler settings and run label — and the flow, prior and
+    training settings only when the run samples with a flow. Two jobs with equal effective
+    configurations measured the same thing (a sweep over a key no stage of their runs reads, e.g.
+    ``flow.kernel_size`` with ``sampler=hmc``)."""
+    cfg = results.get("config", {})
+    block = results["runs"][label]
+    uses_flow = results.get("flow") is not None and block["sampler"] in FLOW_SAMPLERS
+    read = {"label": label, "lattice": block.get("lattice", results["lattice"]),
+            **{k: cfg.get(k) for k in ("action", "seed", "precision", "analysis", "sampler")},
+            **{k: block.get(k) for k in ("sampler", "num_chains", "num_traj", "num_therm", "meas_every")}}
+    if uses_flow:  # the flow as trained (results.json "flow") and what it was trained with
+        read.update({k: cfg.get(k) for k in ("prior", "train")}, flow=results["flow"], run_prior=block.get("prior"))
+    return json.dumps(read, sort_keys=True, default=str)
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """Fill ``tau_M_ratio_hmc``, ``cost_ratio_hmc`` and their errors of every row with the ratio
+    to its plain-HMC reference (module docstring): the ``hmc`` row at the same (L, d, β, λ) in
+    the same job, else the only one in ``rows``; ``None`` where there is no reference (and for
+    the reference itself)."""
+    def point(r):
+        return (r["L"], r["_d"], r["beta"], r["_lam"])
+
+    hmc = [r for r in rows if r["sampler"] == "hmc" and "@" not in r["label"] and r["tau_M"] is not None]
+    for r in rows:
+        same_job = [h for h in hmc if h["job"] == r["job"] and point(h) == point(r)]
+        anywhere = [h for h in hmc if point(h) == point(r)]
+        ref = same_job[0] if len(same_job) == 1 else anywhere[0] if len(anywhere) == 1 else None
+        ok = ref is not None and ref is not r
+        r["tau_M_ratio_hmc"], r["tau_M_ratio_hmc_err"] = (
+            ratio(r["tau_M"], r["tau_M_err"], ref["tau_M"], ref["tau_M_err"]) if ok else (None, None))
+        r["cost_ratio_hmc"], r["cost_ratio_hmc_err"] = (
+            ratio(r["cost_per_indep"], r["cost_per_indep_err"], ref["cost_per_indep"], ref["cost_per_indep_err"])
+            if ok else (None, None))
+
+
 def collect(directory) -> list[dict]:
     """One row (dict with the keys :data:`COLUMNS`) per (job, run label) of every run below
-    ``directory``; ``job`` is the run directory relative to ``directory`` ("." for itself)."""
+    ``directory``; ``job`` is the run directory relative to ``directory`` ("." for itself).
+    ``duplicate_of`` names the first row (``job:label``) with the same :func:`effective_config`;
+    the ratio columns are :func:`add_ratios`'."""
     root = Path(directory)
     runs = io.find_runs(root)
     if not runs:
         raise FileNotFoundError(f"no results.json at or below {str(root)!r}: run python -m trivflow.run "
                                 "(-m for a sweep) to write them")
     rows = []
+    seen = {}
     for run_dir in runs:
         results = io.load_results(run_dir)
         overrides = " ".join(io.load_overrides(run_dir))
@@ -136,8 +188,12 @@ def collect(directory) -> list[dict]:
             xi, xi_err = _pair(block["observables"], "xi")
             tps = block.get("traj_per_second")
             ok = tau is not None and tps is not None and tps > 0
+            job = str(run_dir.relative_to(root))
+            effective = effective_config(results, label)
+            duplicate_of = seen.get(effective)
+            seen.setdefault(effective, f"{job}:{label}")
             rows.append({
-                "job": str(run_dir.relative_to(root)),
+                "job": job,
                 "experiment": results.get("experiment"),
                 "label": label,
                 "L": lattice["L"],
@@ -161,7 +217,13 @@ def collect(directory) -> list[dict]:
                 "training_seconds": training.get("seconds") if uses_flow else None,
                 "flow_mh_acceptance": training.get("mh_acceptance") if uses_flow else None,
                 "overrides": overrides,
+                "duplicate_of": duplicate_of,
+                "_d": lattice.get("d"),
+                "_lam": lattice.get("lam"),
             })
+    add_ratios(rows)
+    for r in rows:  # the lattice point's d and λ served add_ratios only
+        del r["_d"], r["_lam"]
     return rows
 
 
@@ -172,25 +234,26 @@ def _series(row, *keys) -> str:
 
 
 def _fmt(v, err=None) -> str:
-    if v is None:
-        return "n/a"
-    if err is None:
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-    return f"{v:.4g} ± {err:.2g}"
+    """A table cell: ``v(err)`` in parenthesis notation, ``v`` to 4 significant digits without
+    an error, ``n/a`` when missing."""
+    return paren(v, err)
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The rows as a GitHub Markdown table (value ± error columns merged)."""
+    """The rows as a GitHub Markdown table, value and error columns merged in parenthesis notation."""
     head = ["job", "experiment", "label", "L", "beta", "k", "layers", "prior", "sampler", "acceptance", "tau_int(M)",
-            "xi", "traj/s", "s per indep. sample", "training s", "flow MH acc.", "overrides"]
+            "xi", "traj/s", "s per indep. sample", "tau/tau_HMC", "cost/cost_HMC", "training s", "flow MH acc.",
+            "overrides", "duplicate of"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["job"], r["experiment"], r["label"], r["L"], r["beta"], r["kernel_size"], r["num_layers"],
                  r["prior"], r["sampler"], _fmt(r["acceptance"]), _fmt(r["tau_M"], r["tau_M_err"]),
                  _fmt(r["xi"], r["xi_err"]), _fmt(r["traj_per_second"]),
-                 _fmt(r["cost_per_indep"], r["cost_per_indep_err"]), _fmt(r["training_seconds"]),
-                 _fmt(r["flow_mh_acceptance"]),
-                 f"`{r['overrides']}`" if r["overrides"] else ""]
+                 _fmt(r["cost_per_indep"], r["cost_per_indep_err"]),
+                 _fmt(r["tau_M_ratio_hmc"], r["tau_M_ratio_hmc_err"]) if r["tau_M_ratio_hmc"] is not None else "",
+                 _fmt(r["cost_ratio_hmc"], r["cost_ratio_hmc_err"]) if r["cost_ratio_hmc"] is not None else "",
+                 _fmt(r["training_seconds"]), _fmt(r["flow_mh_acceptance"]),
+                 f"`{r['overrides']}`" if r["overrides"] else "", r["duplicate_of"]]
         lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -218,8 +281,17 @@ def write_report(directory, out_dir=None) -> dict[str, Path]:
     if unreliable:
         print(f"trivflow.report: tau_int(M) without an automatic window, left out of fits and plots: "
               f"{', '.join(unreliable)}", file=sys.stderr)
+    duplicated = {}  # series -> (row, the row it duplicates)
     for r in rows:
-        if r["tau_M_reliable"] and None not in (r["xi"], r["xi_err"], r["tau_M"], r["tau_M_err"]):
+        if r["duplicate_of"] is not None:
+            duplicated.setdefault(_series(r, "kernel_size", "prior"), (f"{r['job']}:{r['label']}", r["duplicate_of"]))
+    for s, (dup, first) in duplicated.items():
+        print(f"trivflow.report: refusing to fit {s}: {dup} ran the same effective configuration as {first} "
+              "(its overrides change nothing its runs read), so they are one measurement twice, not two points",
+              file=sys.stderr)
+    for r in rows:
+        if (r["tau_M_reliable"] and None not in (r["xi"], r["xi_err"], r["tau_M"], r["tau_M_err"])
+                and _series(r, "kernel_size", "prior") not in duplicated):
             p = points[_series(r, "kernel_size", "prior")]
             for k, v in (("xi", r["xi"]), ("xi_err", r["xi_err"]), ("tau", r["tau_M"]), ("tau_err", r["tau_M_err"])):
                 p[k].append(v)
@@ -231,9 +303,11 @@ def write_report(directory, out_dir=None) -> dict[str, Path]:
         except ValueError as err:
             print(f"trivflow.report: no z fit for {s}: {err}", file=sys.stderr)
     (out / "fits.json").write_text(json.dumps(
-        {s: {"z": f.z, "z_err": f.z_err, "log_c": f.log_c, "log_c_err": f.log_c_err, "chi2": f.chi2, "dof": f.dof,
-             "points": points[s], "method": "effective-variance weighted LSQ of log tau vs log xi"}
-         for s, f in fits.items()}, indent=2))
+        {**{s: {"z": f.z, "z_err": f.z_err, "log_c": f.log_c, "log_c_err": f.log_c_err, "chi2": f.chi2, "dof": f.dof,
+                "points": points[s], "method": "effective-variance weighted LSQ of log tau vs log xi"}
+            for s, f in fits.items()},
+         **{s: {"refused": f"{dup} duplicates {first}: same effective configuration"}
+            for s, (dup, first) in duplicated.items()}}, indent=2))
     written["fits.json"] = out / "fits.json"
     if points:
         written["tau_vs_xi.png"] = save(plot_tau_vs_xi(points, fits), out / "tau_vs_xi.png")
@@ -241,7 +315,7 @@ def write_report(directory, out_dir=None) -> dict[str, Path]:
     # τ and cost vs kernel size per (sampler, L)
     kpoints = defaultdict(lambda: defaultdict(list))
     for r in sorted(rows, key=lambda r: (r["kernel_size"] if isinstance(r["kernel_size"], int) else -1)):
-        if (isinstance(r["kernel_size"], int) and r["tau_M_reliable"]
+        if (isinstance(r["kernel_size"], int) and r["tau_M_reliable"] and r["duplicate_of"] is None
                 and None not in (r["tau_M"], r["tau_M_err"], r["cost_per_indep"])):
             p = kpoints[_series(r, "L", "prior")]
             for k, v in (("k", r["kernel_size"]), ("tau", r["tau_M"]), ("tau_err", r["tau_M_err"]),

@@ -3,11 +3,16 @@
 Every error is a Γ-method error (docs/theory.md#gamma-method) over all chains as replicas; derived
 quantities (ξ, the connected susceptibility) use Wolff's linearised error propagation.
 
-Mixing: the Γ-method treats the chains as replicas of one Markov process, which holds only if
-they sample the same distribution. The rank-normalised split R-hat of ArviZ (Vehtari et al.
-2021) of M, |M| and M² is recorded in ``mixing``; R-hat(M) > :data:`RHAT_MAX` (chains that do
-not mix, e.g. the broken phase where no chain changes the sign of M) puts a warning in
-``warnings`` and ``mixing.reliable = false``: the errors of M, χ_conn and ξ are not reliable.
+Multi-chain diagnostics: the Γ-method treats the chains as replicas of one Markov process, which
+holds only if they sample the same distribution. ``diagnostics`` holds, for each of the theory's
+τ observables, ArviZ's rank-normalised split R-hat and the bulk and tail effective sample sizes
+(Vehtari et al. 2021; ESS in measurements, all chains together). Two levels:
+
+* R-hat > :data:`RHAT_WARN` = 1.01 (Vehtari et al.'s threshold) for any τ observable puts a
+  warning in ``warnings``: the chains do not yet agree on that observable's distribution;
+* R-hat(primary) > :data:`RHAT_MAX` = 1.1 (chains that do not mix at all, e.g. the broken phase
+  where no chain changes the sign of M) also sets ``diagnostics.reliable = false``: the errors of
+  M, χ_conn and ξ are not reliable, and the printed summary says so.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from .analysis import gamma_method, json_float
 from .hmc.driver import ChainResult
 from .theory import Theory
 
-#: R-hat above this marks chains that do not mix (the common 1.1 rule; 1.01 is too strict for
-#: the short runs of a parameter scan).
+#: R-hat above this for any τ observable gives a warning (Vehtari et al. 2021)
+RHAT_WARN = 1.01
+#: R-hat of the primary observable above this marks chains that do not mix at all (the common 1.1
+#: rule): ``reliable = false``
 RHAT_MAX = 1.1
 
 
@@ -46,12 +53,42 @@ def split_rhat(series) -> float:
         logging.getLogger("arviz").setLevel(previous)
 
 
-def mixing(observables: dict, names=("M", "absM", "M2"), primary: str = "M") -> dict:
-    """``{"rhat": {name: R-hat for each of names}, "reliable": bool}``: reliable unless
-    R-hat(primary) > :data:`RHAT_MAX` (module docstring)."""
+def ess(series, method: str) -> float:
+    """ArviZ's rank-normalised effective sample size (``method`` "bulk" or "tail") of a
+    ``(chains, n)`` series, in measurements over all chains; NaN for fewer than 8 points per
+    chain or a series frozen at one value."""
+    import arviz as az
+
+    x = np.asarray(series, dtype=float)
+    if x.shape[1] < 8 or np.all(x == x.flat[0]):
+        return float("nan")
+    previous = logging.getLogger("arviz").level
+    logging.getLogger("arviz").setLevel(logging.ERROR)
+    try:
+        with np.errstate(all="ignore"):
+            return float(az.ess(x, method=method))
+    finally:
+        logging.getLogger("arviz").setLevel(previous)
+
+
+def diagnostics(observables: dict, names=("M", "absM", "M2"), primary: str = "M") -> dict:
+    """``{"rhat": {name: R-hat}, "ess_bulk": {name: ESS}, "ess_tail": {name: ESS}, "reliable":
+    bool}`` for each of ``names``: reliable unless R-hat(primary) > :data:`RHAT_MAX` (module
+    docstring)."""
     rhat = {k: split_rhat(observables[k]) for k in names}
-    reliable = not rhat[primary] > RHAT_MAX
-    return {"rhat": {k: json_float(v) for k, v in rhat.items()}, "reliable": reliable}
+    return {"rhat": {k: json_float(v) for k, v in rhat.items()},
+            "ess_bulk": {k: json_float(ess(observables[k], "bulk")) for k in names},
+            "ess_tail": {k: json_float(ess(observables[k], "tail")) for k in names},
+            "reliable": not rhat[primary] > RHAT_MAX}
+
+
+def rhat_warnings(diag: dict) -> list[str]:
+    """One warning naming every τ observable with R-hat > :data:`RHAT_WARN` (none if none)."""
+    high = {k: v for k, v in diag["rhat"].items() if v is not None and v > RHAT_WARN}
+    if not high:
+        return []
+    return [f"R-hat > {RHAT_WARN} for " + ", ".join(f"{k} ({v:.3g})" for k, v in high.items())
+            + ": the chains do not yet agree on the distribution; run longer (more num_traj or num_therm)"]
 
 
 def mixing_warning(observables: dict, rhat: float, name: str = "M") -> str:
@@ -86,9 +123,9 @@ def summarize_run(result: ChainResult, theory: Theory, *, sampler: str, s_tau: f
     ``[mean, err]``; ``analysis_options`` go to it, e.g. φ⁴'s ``plateau``). τ_int in units of
     trajectories (measurements × meas_every), each ``[tau, err, window]``, for the theory's
     :attr:`~trivflow.theory.Theory.tau_observables`. Where the theory knows exact values an
-    ``exact`` block stands beside the measured ones. ``mixing``: R-hat of the τ observables and
-    whether the chains mix (:func:`mixing`); ``warnings``: divergences, too short runs, chains
-    that do not mix.
+    ``exact`` block stands beside the measured ones. ``diagnostics``: R-hat and bulk/tail ESS of
+    the τ observables and whether the chains mix (:func:`diagnostics`); ``warnings``:
+    divergences, too short runs, R-hat above :data:`RHAT_WARN`, chains that do not mix.
     """
     obs = result.observables
     n_div = int(np.sum(result.divergent))
@@ -116,14 +153,15 @@ def summarize_run(result: ChainResult, theory: Theory, *, sampler: str, s_tau: f
         for name, r in gammas.items() if r.window >= r.w_max
     ]
     primary = theory.primary_observable
-    mix = mixing(obs, names, primary)
-    if not mix["reliable"]:
+    diag = diagnostics(obs, names, primary)
+    warnings += rhat_warnings(diag)
+    if not diag["reliable"]:
         warnings.append(mixing_warning(obs, split_rhat(obs[primary]), primary))
     exact = theory.exact()
     return {
         "sampler": sampler,
         "warnings": warnings,
-        "mixing": mix,
+        "diagnostics": diag,
         **({"exact": exact} if exact is not None else {}),
         "num_chains": result.num_chains,
         "num_traj": result.num_traj,

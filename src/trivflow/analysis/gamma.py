@@ -117,8 +117,10 @@ class GammaResult:
         """Largest lag t for which Γ(t) was computed."""
         return int(self.gamma.shape[0] - 1)
 
-    def to_dict(self, arrays: bool = True) -> dict[str, Any]:
-        """JSON-serialisable dict (Python floats/ints; arrays as lists unless ``arrays=False``)."""
+    def to_dict(self, arrays: bool = False) -> dict[str, Any]:
+        """JSON-serialisable dict of the scalars (Python floats/ints); ``arrays=True`` adds Γ(t),
+        ρ(t) and τ_int(W) as lists (w_max + 1 values each: tens of thousands of characters for a
+        long run, hence off by default)."""
         out: dict[str, Any] = {
             "mean": float(self.mean),
             "err": float(self.err),

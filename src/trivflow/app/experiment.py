@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from ..formatting import paren, paren_pair, plain, ratio
 from ..state import atomic_savez, atomic_write_text, config_fingerprint, read_meta, replace_dir, temporary_dir
 from ..theory import THEORIES
 from . import rundir
@@ -456,40 +457,60 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
     return results
 
 
-def _fmt(pair) -> str:
-    return "n/a" if pair is None or pair[0] is None else f"{pair[0]:.5g} ± {pair[1]:.2g}"
-
-
 #: how the printed summary writes observable names
 _LABELS = {"absM": "<|M|>"}
 _TAU_LABELS = {"absM": "|M|"}
 
 
+def _diagnostics_line(diag: dict) -> str:
+    """``R-hat (ESS bulk, tail): M 1.002 (3712, 4010)   |M| …`` from a ``diagnostics`` block."""
+    def ess(v):
+        return "n/a" if v is None else f"{v:.0f}"
+
+    parts = [f"{_TAU_LABELS.get(k, k)} {plain(rhat, 4)} ({ess(diag.get('ess_bulk', {}).get(k))}, "
+             f"{ess(diag.get('ess_tail', {}).get(k))})" for k, rhat in diag["rhat"].items()]
+    return "  R-hat (ESS bulk, tail): " + "   ".join(parts)
+
+
+def _reference_run(runs: dict) -> str | None:
+    """The plain-HMC run that τ_int ratios are quoted against, if the job has one."""
+    return next((name for name, r in runs.items() if r.get("sampler") == "hmc" and "@" not in name), None)
+
+
 def format_summary(results: dict) -> str:
-    """A short human-readable table of every run in ``results``."""
+    """A short human-readable table of every run in ``results``: values in parenthesis notation
+    (:mod:`trivflow.formatting`), the multi-chain diagnostics, and each run's τ_int of the primary
+    observable as a ratio to plain HMC's (propagated error) when the job ran HMC beside it."""
     lat = results["lattice"]
     lines = [f"L={lat['L']} d={lat['d']} beta={lat['beta']} lam={lat['lam']}"
              + (f"   (beta {results['beta_source']})" if "beta_source" in results else "")]
     if "training" in results:
         tr = results["training"]
         lines.append(f"[training] {tr['steps']} steps in {tr['seconds']:.1f} s: loss {tr['loss']:.5g}, "
-                     f"ESS {tr['ess']:.3f}, MH acceptance {tr['mh_acceptance']:.3f} (at L={tr['lattice']['L']})")
+                     f"ESS {tr['ess']:.3g}, MH acceptance {tr['mh_acceptance']:.3g} (at L={tr['lattice']['L']})")
     action = results.get("config", {}).get("action", {}).get("name", "phi4")
     headline = THEORIES[action].headline if action in THEORIES else None
+    reference = _reference_run(results["runs"])
     for name, r in results["runs"].items():
         o, t = r["observables"], r["tau_int"]
         shown = [k for k in (headline or o) if k in o]
         (primary, tau_p), *others = t.items()
+        diag = r.get("diagnostics", r.get("mixing", {}))  # "mixing": results.json before diagnostics
         lines += [
-            f"[{name}] acceptance {r['acceptance']:.3f}   <exp(-dH)> {_fmt(r['exp_minus_dH'])}",
-            "  " + "   ".join(f"{_LABELS.get(k, k)} {_fmt(o[k])}" for k in shown)
+            f"[{name}] acceptance {r['acceptance']:.3f}   <exp(-dH)> {paren_pair(r['exp_minus_dH'])}",
+            "  " + "   ".join(f"{_LABELS.get(k, k)} {paren_pair(o[k])}" for k in shown)
             + (f"   ({', '.join(_LABELS.get(k, k) for k in shown)} NOT reliable: the chains do not mix)"
-               if not r.get("mixing", {}).get("reliable", True) else ""),
-            f"  tau_int({primary}) {_fmt(tau_p)} (W={tau_p[2]})"
-            + "".join(f"   tau_int({_TAU_LABELS.get(k, k)}) {_fmt(v)}" for k, v in others[:1]),
-            f"  {r['traj_per_second']:.4g} chain-trajectories/s ({r['seconds']:.1f} s sampling, "
-            f"{r['compile_seconds']:.1f} s compile)",
+               if not diag.get("reliable", True) else ""),
+            f"  tau_int({primary}) {paren_pair(tau_p)} (W={tau_p[2]})"
+            + "".join(f"   tau_int({_TAU_LABELS.get(k, k)}) {paren_pair(v)}" for k, v in others[:1]),
         ]
+        if diag.get("rhat"):
+            lines.append(_diagnostics_line(diag))
+        if reference is not None and name != reference and primary in results["runs"][reference]["tau_int"]:
+            ref = results["runs"][reference]["tau_int"][primary]
+            lines.append(f"  tau_int({primary}) / {reference}'s: {paren(*ratio(tau_p[0], tau_p[1], ref[0], ref[1]))}")
+        lines.append(f"  {r['traj_per_second']:.4g} chain-trajectories/s ({r['seconds']:.1f} s sampling, "
+                     f"{r['compile_seconds']:.1f} s compile)")
         if "exact" in r:
             ex = r["exact"]
             lines.append("  exact (free theory): " + "   ".join(

@@ -70,14 +70,22 @@ class AcceptanceJudge:
 
 def running_tau_int(series, meas_every: int = 1) -> float | None:
     """τ_int (in steps) of a ``(num_chains, n)`` series by the Γ-method (S_τ = 4), or
-    ``None`` while there are too few data. Cheap (one FFT); for progress displays only."""
+    ``None`` while there are too few data. Cheap (one FFT); for progress displays only.
+
+    Early in a run the series is shorter than the automatic window needs, and the Γ-method warns
+    (RuntimeWarning) on every refresh; that warning belongs to the final analysis (results.json
+    ``warnings``), not to the progress bar, so it is silenced here."""
+    import warnings
+
     from ..analysis import gamma_method
 
     series = np.asarray(series)
     if series.ndim != 2 or series.shape[1] < 8:
         return None
     try:
-        return float(gamma_method(series).tau_int) * meas_every
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return float(gamma_method(series).tau_int) * meas_every
     except ValueError:
         return None
 
