@@ -186,6 +186,7 @@ def _fail(err: BaseException, run_dir: Path | None, *, log_files: bool = True):
 
 @hydra.main(version_base=None, config_path="conf", config_name="config")
 def _job(cfg: DictConfig) -> None:
+    from .app.config import refuse_unread_overrides
     from .app.experiment import format_summary, run
 
     logging.getLogger("jax").setLevel(logging.WARNING)  # backend probing is noise for users
@@ -201,6 +202,7 @@ def _job(cfg: DictConfig) -> None:
     here = Path(HydraConfig.get().runtime.output_dir).resolve()
     target = None
     try:
+        refuse_unread_overrides(cfg, HydraConfig.get().overrides.task)  # before compute and before the run dir
         with rundir.locked(here):
             target = resume_target(cfg.resume, here) if cfg.get("resume", False) else here
             with rundir.locked(target):

@@ -546,6 +546,45 @@ def validate(cfg: DictConfig | Config) -> Theory:
     return theory
 
 
+def _override_key(override: str) -> str:
+    """The key of a command-line override: ``flow.kernel_size=5`` → ``flow.kernel_size``,
+    ``+x=1``/``++x=1``/``~x`` → ``x``, a group choice ``prior=interp4`` → ``prior``."""
+    return str(override).split("=", 1)[0].lstrip("+~")
+
+
+def _unread_reason(key: str, c) -> str | None:
+    """Why no stage of the run described by ``c`` reads ``key`` and what would make it count,
+    or None when some stage reads it. The rules follow the pipeline (docs/architecture.md): the
+    flow, its training and its prior exist only for flow samplers; ``tune.*`` and ``target_xi``
+    only for ``task=tune_beta``; ``sampler.batch_size`` only for independence MH and
+    ``sampler.target_accept`` only for NUTS."""
+    group = key.split(".", 1)[0]
+    samplers = [spec.sampler for spec in sampler_specs(c)]
+    running = f"sampler={c.sampler.name}" + (f", baselines={list(c.baselines)}" if c.baselines else "")
+    if group in ("flow", "train", "prior") and c.task != "tune_beta" and not needs_flow(c):
+        return (f"no sampler of this run uses a flow ({running}); it counts with a flow sampler, e.g. "
+                f"sampler=fhmc or baselines=[fhmc]")
+    if (group == "tune" or key == "target_xi") and c.task != "tune_beta":
+        return f"only task=tune_beta reads it (this run: task={c.task})"
+    if key == "sampler.batch_size" and "imh" not in samplers:
+        return f"only independence MH reads it ({running}); it counts with sampler=imh or baselines=[imh]"
+    if key == "sampler.target_accept" and "nuts" not in samplers:
+        return f"only NUTS reads it ({running}); it counts with sampler=nuts or baselines=[nuts]"
+    return None
+
+
+def refuse_unread_overrides(cfg: DictConfig | Config, overrides) -> None:
+    """Refuse, before compute, a command-line override that no stage of the run reads (a sweep
+    ``-m flow.kernel_size=3,5`` with the default ``sampler=hmc`` would run the same job twice):
+    ``ValueError`` with one line naming the first such override and what would make it count
+    (:func:`_unread_reason`). ``overrides`` are Hydra's task overrides (``key=value`` strings)."""
+    c = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
+    for override in overrides:
+        reason = _unread_reason(_override_key(override), c)
+        if reason is not None:
+            raise ValueError(f"{override} is read by no stage of this run, so it is refused: {reason}")
+
+
 def resolve_target_xi(c) -> float:
     """``target_xi``, default L/4 (the line of constant physics)."""
     return float(c.target_xi) if c.target_xi is not None else c.lattice.L / 4.0
