@@ -67,21 +67,28 @@ print("lattice", res["lattice"], "| tau_int(M) [tau, err, W] =", res["runs"]["hm
 # ## The report
 
 # %%
+from IPython.display import Markdown, display  # noqa: E402
+
 rep = subprocess.run([sys.executable, "-m", "trivflow.report", str(sweep)], capture_output=True, text=True)
 assert rep.returncode == 0, rep.stderr
-print(rep.stdout)
+print("\n".join(line for line in rep.stdout.splitlines() if line.startswith("wrote ")))
+# report/table.md rendered as a table: values with their errors in parenthesis notation, 18.5(9)
+display(Markdown((sweep / "report" / "table.md").read_text()))
 
 # %% [markdown]
 # `fits.json` holds the fitted z per series (an effective-variance weighted least-squares fit of
 # log τ against log ξ, errors of both included):
 
 # %%
+from trivflow.formatting import paren  # noqa: E402
+
 fits = json.loads((sweep / "report" / "fits.json").read_text())
 for series, f in fits.items():
-    print(f"{series}: z = {f['z']:.2f} ± {f['z_err']:.2f}  (chi2/dof = {f['chi2']:.2f}/{f['dof']})")
+    print(f"{series}: " + (f"fit refused: {f['refused']}" if "refused" in f else
+                           f"z = {paren(f['z'], f['z_err'])}  (chi2/dof = {f['chi2']:.2f}/{f['dof']})"))
 
 # %%
-from IPython.display import Image, display  # noqa: E402
+from IPython.display import Image  # noqa: E402
 
 png = sweep / "report" / "tau_vs_xi.png"
 assert png.is_file()
