@@ -44,8 +44,11 @@ def test_autocorrelation_marks_the_chosen_window_in_trajectories(tmp_path):
 def test_training_history_histograms_and_delta_h(tmp_path):
     steps = np.arange(1, 51)
     history = {"step": steps, "loss": 1 / steps, "ess": 1 - 1 / steps, "mh_acceptance": 0.5 * np.ones(50)}
-    fig = plots.plot_training(history)
+    fig = plots.plot_training(history, title="flow trained at L = 8")
     assert [ax.get_xlabel() for ax in fig.axes] == ["training step"] * 3
+    # ESS and acceptance on log axes: small values are visible, not flat lines at 0
+    assert [ax.get_yscale() for ax in fig.axes] == ["linear", "log", "log"]
+    assert "flow trained at L = 8" in fig.get_suptitle()
     np.testing.assert_array_equal(fig.axes[0].lines[0].get_ydata(), history["loss"])
     np.testing.assert_array_equal(fig.axes[2].lines[0].get_ydata(), history["mh_acceptance"])
     _png(fig, tmp_path / "training.png")
@@ -57,6 +60,11 @@ def test_training_history_histograms_and_delta_h(tmp_path):
     np.testing.assert_array_equal(fig.axes[0].lines[3].get_ydata(), m[3])
     assert fig.axes[0].lines[0].get_xdata()[-1] == 200
     _png(fig, tmp_path / "history.png")
+    long = rng.normal(size=(4, 20000))  # thinned to at most max_points per chain, a few chains
+    fig = plots.plot_history(long, max_points=2000)
+    assert len(fig.axes[0].lines) == 3 and all(len(line.get_xdata()) == 2000 for line in fig.axes[0].lines)
+    np.testing.assert_array_equal(fig.axes[0].lines[1].get_ydata(), long[1, ::10])
+    assert "one measurement in 10 shown" in fig.get_suptitle()
 
     fig = plots.plot_histogram(m, bins=20)
     (poly,) = fig.axes[0].patches  # stepfilled outline spans exactly the data range, all chains pooled
@@ -67,8 +75,15 @@ def test_training_history_histograms_and_delta_h(tmp_path):
 
     dh = rng.normal(0.05, np.sqrt(0.1), size=(4, 500))  # Gaussian ΔH with ⟨ΔH⟩ = σ²/2: ⟨e^{−ΔH}⟩ = 1
     fig = plots.plot_delta_h(dh)
-    text = fig.axes[0].get_legend().get_texts()[0].get_text()
-    assert f"{np.exp(-dh).mean():.4f}" in text
+    legend = fig.axes[0].get_legend()
+    text = legend.get_texts()[0].get_text()
+    g = gamma_method(np.exp(-dh))  # the Γ-method error over the chains, as results.json has it
+    from trivflow.formatting import paren
+
+    assert f"⟨e^(−ΔH)⟩ = {paren(g.mean, g.err)} (Γ-method)" in text
+    assert tuple(legend.get_bbox_to_anchor().transformed(fig.axes[0].transAxes.inverted()).p0) == (1.0, 1.0)
+    text = plots.plot_delta_h(dh[:, :5]).axes[0].get_legend().get_texts()[0].get_text()
+    assert "(naive)" in text  # too short for the Γ-method
     _png(fig, tmp_path / "dh.png")
 
 
@@ -83,11 +98,25 @@ def test_sweep_figures(tmp_path):
     assert ax.get_xscale() == ax.get_yscale() == "log"
     line = ax.lines[-1]
     np.testing.assert_allclose(line.get_ydata(), np.exp(fit.log_c) * np.asarray(line.get_xdata()) ** fit.z)
-    assert any("z = 2.00 ± " in t.get_text() for t in ax.get_legend().get_texts())
+    from trivflow.formatting import paren
+
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(f"z = {paren(fit.z, fit.z_err)} (χ²/dof = " in t for t in texts) and fit.dof == 1
     _png(fig, tmp_path / "txi.png")
+    # two points: dof = 0, no χ²/dof; ticks labelled inside the data's range (13–16), not 8, 9, 10
+    pts = {"hmc": {"xi": [3.2, 4.0], "xi_err": [0.05, 0.05], "tau": [13.0, 16.0], "tau_err": [0.5, 0.5]}}
+    fit = fit_z(**pts["hmc"])
+    ax = plots.plot_tau_vs_xi(pts, {"hmc": fit}).axes[0]
+    assert not any("χ²" in t.get_text() for t in ax.get_legend().get_texts())
+    yticks = [t for t in ax.get_yticks() if 12 <= t <= 17]
+    assert len(yticks) >= 2 and all(13 * 0.9 <= t <= 16 * 1.1 for t in ax.get_yticks())
+    assert [ax.yaxis.get_major_formatter()(t) for t in yticks] == [f"{t:g}" for t in yticks]
     fig = plots.plot_tau_vs_kernel_size({"fhmc L=8": {"k": [3, 5], "tau": [10, 8], "tau_err": [1, 1],
                                                       "cost": [1.0, 1.2], "cost_err": [0.1, 0.1]}})
     assert isinstance(fig, Figure) and len(fig.axes) == 2
+    for ax in fig.axes:  # integer kernel sizes only
+        ticks = [t for t in ax.get_xticks() if 3 <= t <= 5]
+        assert ticks and all(float(t).is_integer() for t in ticks)
     _png(fig, tmp_path / "k.png")
 
 

@@ -26,6 +26,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter
 
+from .formatting import paren
+
 __all__ = [
     "plot_autocorrelation",
     "plot_delta_h",
@@ -50,13 +52,14 @@ def save(fig: Figure, path) -> Path:
 
 
 def _title(fig: Figure, label: str, what: str) -> None:
-    fig.suptitle(f"{label}: {what}" if label else what)
+    fig.suptitle(f"{label}: {what}" if label else what, fontsize=10)
 
 
-def plot_training(history: Mapping[str, np.ndarray]) -> Figure:
+def plot_training(history: Mapping[str, np.ndarray], *, title: str = "") -> Figure:
     """Training curves vs step: reverse-KL loss, ESS = (Σe^{−w})²/(BΣe^{−2w}) and the batch
-    independence-MH acceptance (docs/theory.md#training-reverse-kl). ``history``: arrays ``step``, ``loss``, ``ess``,
-    ``mh_acceptance`` of equal length (:func:`trivflow.io.load_training_history`)."""
+    independence-MH acceptance (docs/theory.md#training-reverse-kl), the last two on log axes.
+    ``history``: arrays ``step``, ``loss``, ``ess``, ``mh_acceptance`` of equal length
+    (:func:`trivflow.io.load_training_history`); ``title``: what was trained (lattice, prior)."""
     step = np.asarray(history["step"])
     fig = Figure(figsize=(10, 3.2), layout="constrained")
     axes = fig.subplots(1, 3)
@@ -65,9 +68,10 @@ def plot_training(history: Mapping[str, np.ndarray]) -> Figure:
         ax.plot(step, np.asarray(history[key]), lw=1)
         ax.set_xlabel("training step")
         ax.set_ylabel(ylabel)
-    for ax in axes[1:]:
-        ax.set_ylim(0, 1.02)
-    _title(fig, "", "flow training")
+    for ax in axes[1:]:  # log axes: an ESS of 0.003 and an acceptance of 0.02 are not flat lines at 0
+        ax.set_yscale("log", nonpositive="mask")
+        ax.set_ylim(top=1.05)
+    _title(fig, title, "flow training")
     return fig
 
 
@@ -93,7 +97,7 @@ def plot_autocorrelation(result, *, meas_every: int = 1, name: str = "M", label:
     ax_tau.plot(lag, result.tau_int_of_w[: n + 1] * every, marker=".", lw=1, label="τ_int(W)")
     tau, err = result.tau_int * every, result.tau_int_err * every
     ax_tau.axhspan(tau - err, tau + err, color="C1", alpha=0.25,
-                   label=f"τ_int = {tau:.3g} ± {err:.2g} (bias-corrected)")
+                   label=f"τ_int = {paren(tau, err)} (bias-corrected)")
     ax_tau.set_ylabel(f"τ_int({name}) [trajectories]")
     for ax in (ax_rho, ax_tau):
         ax.axvline(w * every, color="C3", ls="--", lw=1, label=f"W = {w * every} (S_τ = {result.s_tau:g})")
@@ -104,19 +108,23 @@ def plot_autocorrelation(result, *, meas_every: int = 1, name: str = "M", label:
     return fig
 
 
-def plot_history(series, draws=None, *, max_chains: int = 4, name: str = "M", label: str = "") -> Figure:
+def plot_history(series, draws=None, *, max_chains: int = 3, max_points: int = 2000, name: str = "M",
+                 label: str = "") -> Figure:
     """Monte Carlo history of ``series`` (num_chains, num_meas) for the first ``max_chains``
-    chains; ``draws`` (num_meas,): the trajectory of each measurement (default 1 … num_meas)."""
+    chains, thinned to at most ``max_points`` points per chain (every ⌈num_meas/max_points⌉-th
+    measurement: 4 × 20 000 points would overplot into a block); ``draws`` (num_meas,): the
+    trajectory of each measurement (default 1 … num_meas)."""
     series = np.atleast_2d(np.asarray(series))
     x = np.arange(1, series.shape[1] + 1) if draws is None else np.asarray(draws)
+    stride = max(1, -(-series.shape[1] // max_points))
     fig = Figure(figsize=(9, 3.2), layout="constrained")
     ax = fig.subplots()
     for c in range(min(max_chains, series.shape[0])):
-        ax.plot(x, series[c], lw=0.6, label=f"chain {c}")
+        ax.plot(x[::stride], series[c, ::stride], lw=0.6, alpha=0.8, label=f"chain {c}")
     ax.set_xlabel("trajectory")
     ax.set_ylabel(name)
-    ax.legend(fontsize=8, ncol=min(max_chains, series.shape[0]), loc="upper right")
-    _title(fig, label, f"{name} history")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # off the data
+    _title(fig, label, f"{name} history" + (f" (one measurement in {stride} shown)" if stride > 1 else ""))
     return fig
 
 
@@ -134,18 +142,30 @@ def plot_histogram(series, *, bins: int = 60, name: str = "M", label: str = "") 
 
 def plot_delta_h(delta_h, *, bins: int = 60, label: str = "") -> Figure:
     """Histogram of ΔH = H(end) − H(start) over all chains and trajectories, with the mean and
-    ⟨e^{−ΔH}⟩ (naive error) in the legend; exactness requires ⟨e^{−ΔH}⟩ = 1 (docs/theory.md#observables)."""
-    dh = np.ravel(np.asarray(delta_h, dtype=float))
+    ⟨e^{−ΔH}⟩ in the legend (outside the axes); exactness requires ⟨e^{−ΔH}⟩ = 1
+    (docs/theory.md#observables). The error of ⟨e^{−ΔH}⟩ is the Γ-method's over the chains
+    (``delta_h`` of shape (num_chains, num_traj), all finite), as in results.json; otherwise
+    the naive σ/√N, marked so."""
+    from .analysis import gamma_method
+
+    raw = np.atleast_2d(np.asarray(delta_h, dtype=float))
+    dh = np.ravel(raw)
     dh = dh[np.isfinite(dh)]
     e = np.exp(-dh)
-    fig = Figure(figsize=(5, 3.4), layout="constrained")
+    if np.all(np.isfinite(raw)) and raw.shape[1] >= 8:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            g = gamma_method(np.exp(-raw))
+        emdh = f"{paren(g.mean, g.err)} (Γ-method)"
+    else:
+        emdh = f"{paren(e.mean(), e.std() / np.sqrt(max(e.size, 1)))} (naive)"
+    fig = Figure(figsize=(6.5, 3.4), layout="constrained")
     ax = fig.subplots()
     ax.hist(dh, bins=bins, density=True, histtype="stepfilled", alpha=0.7,
-            label=f"⟨ΔH⟩ = {dh.mean():.3g}\n⟨e^(−ΔH)⟩ = {e.mean():.4f} ± "
-                  f"{e.std() / np.sqrt(max(e.size, 1)):.1g} (naive)")
+            label=f"⟨ΔH⟩ = {dh.mean():.3g}\n⟨e^(−ΔH)⟩ = {emdh}")
     ax.set_xlabel("ΔH")
     ax.set_ylabel("density")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # off the data
     _title(fig, label, f"ΔH ({dh.size} trajectories)")
     return fig
 
@@ -167,18 +187,37 @@ def plot_tau_vs_xi(points: Mapping[str, Mapping[str, Sequence[float]]], fits: Ma
         fit = (fits or {}).get(sampler)
         if fit is not None:
             xi = np.geomspace(np.min(p["xi"]), np.max(p["xi"]), 50)
+            quality = f" (χ²/dof = {fit.chi2:.1f}/{fit.dof})" if fit.dof > 0 else ""  # dof 0: χ² says nothing
             ax.plot(xi, np.exp(fit.log_c) * xi ** fit.z, color=color, lw=1,
-                    label=f"{sampler}: z = {fit.z:.2f} ± {fit.z_err:.2f} (χ²/dof = {fit.chi2:.1f}/{fit.dof})")
+                    label=f"{sampler}: z = {paren(fit.z, fit.z_err)}{quality}")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    for axis in (ax.xaxis, ax.yaxis):  # plain numbers: a sweep spans less than a decade or two
-        axis.set_major_formatter(FormatStrFormatter("%g"))
-        axis.set_minor_formatter(FormatStrFormatter("%g"))
+    _label_log_axis(ax.xaxis, [v for p in points.values() for v in p["xi"]])
+    _label_log_axis(ax.yaxis, [v for p in points.values() for v in p["tau"]])
     ax.set_xlabel("ξ")
     ax.set_ylabel(f"τ_int({name}) [trajectories]")
     ax.legend(fontsize=8)
     fig.suptitle(f"critical slowing down: τ_int({name}) ∝ ξ^z")
     return fig
+
+
+def _label_log_axis(axis, values) -> None:
+    """Labelled ticks at round numbers inside the data's range on a log axis: a sweep spans
+    less than a decade or two, where the log locator's decades (and their %g-labelled minor ticks)
+    may label 8, 9, 10 while the points lie at 13–16. Ticks from a linear 5-bin locator over
+    [min, max] of ``values``, plain-number labels, no minor labels."""
+    from matplotlib.ticker import FixedLocator, MaxNLocator, NullFormatter
+
+    v = np.asarray([x for x in values if x is not None and x > 0], dtype=float)
+    if v.size == 0:
+        return
+    lo, hi = v.min(), v.max()
+    ticks = [t for t in MaxNLocator(nbins=5).tick_values(lo, hi) if lo * 0.9 <= t <= hi * 1.1 and t > 0]
+    if len(ticks) < 2:
+        ticks = [lo, hi] if lo != hi else [lo]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def plot_tau_vs_kernel_size(points: Mapping[str, Mapping[str, Sequence[float]]], *, name: str = "M") -> Figure:
@@ -191,8 +230,11 @@ def plot_tau_vs_kernel_size(points: Mapping[str, Mapping[str, Sequence[float]]],
         ax_cost.errorbar(p["k"], p["cost"], yerr=p["cost_err"], fmt="o-", color=f"C{i}", capsize=2, label=series)
     ax_tau.set_ylabel(f"τ_int({name}) [trajectories]")
     ax_cost.set_ylabel("seconds per independent sample")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (ax_tau, ax_cost):
         ax.set_xlabel("kernel size k")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # k is an odd integer: no k = 3.5
         ax.legend(fontsize=8)
     fig.suptitle("τ_int and cost vs kernel size")
     return fig
@@ -217,22 +259,31 @@ def plot_run(run_dir, out_dir=None) -> list[Path]:
     def emit(fig: Figure, filename: str) -> None:
         written.append(save(fig, out / filename))
 
+    def where(lattice: dict) -> str:
+        return ", ".join(f"{k} = {lattice[key]}" for k, key in (("L", "L"), ("β", "beta"), ("λ", "lam"))
+                         if key in lattice)
+
     if (run_dir / io.HISTORY_FILE).exists():
-        emit(plot_training(io.load_training_history(run_dir)), "training.png")
+        training = results.get("training", {})
+        trained = f"flow trained at {where(training.get('lattice', results['lattice']))}" + (
+            f", prior {results['config']['prior']['name']}" if "prior" in results.get("config", {}) else "")
+        emit(plot_training(io.load_training_history(run_dir), title=trained), "training.png")
     for label, block in results["runs"].items():
         idata = io.load_chains(run_dir, label)
         post, stats = idata.posterior, idata.sample_stats
+        prior = f", prior {block['prior']}" if block.get("prior") else ""
+        title = f"{label} [{block['sampler']}{prior}; {where(block.get('lattice', results['lattice']))}]"
         name = post.attrs.get("primary_observable", "M")  # the theory's headline series
         m = post[name].values
         every = int(post.attrs.get("meas_every", block.get("meas_every", 1)))
         with warnings.catch_warnings():  # "window not found" is already reported in results.json
             warnings.simplefilter("ignore", RuntimeWarning)
             res = gamma_method(m, s_tau=block.get("s_tau", 4.0))
-        emit(plot_autocorrelation(res, meas_every=every, name=name, label=label), f"{label}_autocorr_{name}.png")
-        emit(plot_history(m, post["draw"].values, name=name, label=label), f"{label}_{name}_history.png")
-        emit(plot_histogram(m, name=name, label=label), f"{label}_{name}_hist.png")
+        emit(plot_autocorrelation(res, meas_every=every, name=name, label=title), f"{label}_autocorr_{name}.png")
+        emit(plot_history(m, post["draw"].values, name=name, label=title), f"{label}_{name}_history.png")
+        emit(plot_histogram(m, name=name, label=title), f"{label}_{name}_hist.png")
         if "delta_H" in stats:
-            emit(plot_delta_h(stats["delta_H"].values, label=label), f"{label}_delta_H.png")
+            emit(plot_delta_h(stats["delta_H"].values, label=title), f"{label}_delta_H.png")
     return written
 
 

@@ -87,7 +87,7 @@ def rhat_warnings(diag: dict) -> list[str]:
     high = {k: v for k, v in diag["rhat"].items() if v is not None and v > RHAT_WARN}
     if not high:
         return []
-    return [f"R-hat > {RHAT_WARN} for " + ", ".join(f"{k} ({v:.3g})" for k, v in high.items())
+    return [f"R-hat > {RHAT_WARN} for " + ", ".join(f"{k} ({v:.4g})" for k, v in high.items())
             + ": the chains do not yet agree on the distribution; run longer (more num_traj or num_therm)"]
 
 
