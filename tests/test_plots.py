@@ -123,3 +123,31 @@ def test_sweep_figures(tmp_path):
 def test_plot_run_needs_results(tmp_path):
     with pytest.raises(FileNotFoundError, match="results.json"):
         plots.plot_run(tmp_path)
+
+
+def test_autocorrelation_error_bars_follow_wolff():
+    # exact ρ of white noise: ρ(0) = 1, else 0 ⇒ the k = t term alone: δρ(t) = 1/√N
+    rho = np.zeros(41)
+    rho[0] = 1.0
+    err = plots.rho_errors(rho, n_total=400, window=3)
+    np.testing.assert_allclose(err[1:21], 1 / np.sqrt(400))
+    assert err[0] == 0
+    # AR(1) ρ(t) = aᵗ: the formula summed directly
+    a, n, window = 0.7, 1000, 5
+    rho = a ** np.arange(31)
+    err = plots.rho_errors(rho, n_total=n, window=window)
+    t = 4
+    direct = sum((rho[k + t] + rho[abs(k - t)] - 2 * rho[k] * rho[t]) ** 2 for k in range(1, t + window + 1)) / n
+    assert err[t] == pytest.approx(np.sqrt(direct))
+    np.testing.assert_allclose(plots.tau_int_of_w_errors([0.5, 1.2, 1.5], 100),
+                               [0.5 * np.sqrt(2 / 100), 1.2 * np.sqrt(6 / 100), 1.5 * np.sqrt(10 / 100)])
+    # the figure draws them: error bars on ρ(t), a band on τ_int(W)
+    rng = np.random.default_rng(3)
+    res = gamma_method(_ar1(rng, 0.5, (2, 1000)))
+    ax_rho, ax_tau = plots.plot_autocorrelation(res).axes
+    (bars,) = [c for c in ax_rho.collections if c.get_segments()]
+    segs = bars.get_segments()
+    expected = plots.rho_errors(res.rho, res.n_total, res.window)[: len(segs)]
+    np.testing.assert_allclose([s[1, 1] - s[0, 1] for s in segs], 2 * expected)
+    band = ax_tau.collections[0].get_paths()[0].vertices
+    assert band[:, 1].max() > ax_tau.lines[0].get_ydata().max()  # the band lies around τ_int(W)

@@ -29,6 +29,8 @@ from matplotlib.ticker import FormatStrFormatter
 from .formatting import paren
 
 __all__ = [
+    "rho_errors",
+    "tau_int_of_w_errors",
     "plot_autocorrelation",
     "plot_delta_h",
     "plot_histogram",
@@ -75,11 +77,41 @@ def plot_training(history: Mapping[str, np.ndarray], *, title: str = "") -> Figu
     return fig
 
 
+def rho_errors(rho, n_total: int, window: int) -> np.ndarray:
+    """Wolff's error of the normalised autocorrelation (hep-lat/0306017, eq. (E.11), as
+    ADerrors/pyerrors draw it)::
+
+        δρ(t)² ≈ (1/N) Σ_{k=1}^{t+Λ} [ρ(k+t) + ρ(|k−t|) − 2 ρ(k) ρ(t)]²
+
+    with the sum cut at Λ = max(W, 1) beyond t (ρ is noise past the window) and at the largest
+    lag available. ``rho``: ρ(0 … w_max); returns δρ of the same length (δρ(0) = 0)."""
+    rho = np.asarray(rho, dtype=float)
+    w_max = rho.size - 1
+    lam = max(int(window), 1)
+    err = np.zeros_like(rho)
+    for t in range(1, w_max + 1):
+        k = np.arange(1, min(t + lam, w_max - t) + 1)
+        if k.size == 0:
+            err[t] = np.nan  # no lag k + t left to sum over
+            continue
+        terms = rho[k + t] + rho[np.abs(k - t)] - 2.0 * rho[k] * rho[t]
+        err[t] = np.sqrt(np.sum(terms**2) / n_total)
+    return err
+
+
+def tau_int_of_w_errors(tau_int_of_w, n_total: int) -> np.ndarray:
+    """δτ_int(W) = τ_int(W) √((4W+2)/N) for each W (Wolff eq. (42), docs/theory.md#gamma-method)."""
+    tau = np.asarray(tau_int_of_w, dtype=float)
+    w = np.arange(tau.size)
+    return np.abs(tau) * np.sqrt((4 * w + 2) / n_total)
+
+
 def plot_autocorrelation(result, *, meas_every: int = 1, name: str = "M", label: str = "",
                          max_lag: int | None = None) -> Figure:
-    """Normalised autocorrelation ρ(t) = Γ(t)/Γ(0) and τ_int(W) = ½ + Σ_{t=1}^{W} ρ(t) of a
-    Γ-method analysis (docs/theory.md#gamma-method), with the automatic window W marked and the bias-corrected
-    τ_int ± δτ_int at W as a band. Lags in trajectories (× ``meas_every``).
+    """Normalised autocorrelation ρ(t) = Γ(t)/Γ(0) with Wolff's error bars (:func:`rho_errors`)
+    and τ_int(W) = ½ + Σ_{t=1}^{W} ρ(t) with its error band (:func:`tau_int_of_w_errors`) of a
+    Γ-method analysis (docs/theory.md#gamma-method), the automatic window W marked and the
+    bias-corrected τ_int ± δτ_int at W as a band. Lags in trajectories (× ``meas_every``).
 
     Args:
         result: :class:`~trivflow.analysis.GammaResult` of the observable.
@@ -91,10 +123,16 @@ def plot_autocorrelation(result, *, meas_every: int = 1, name: str = "M", label:
     lag = np.arange(n + 1) * every
     fig = Figure(figsize=(9, 3.4), layout="constrained")
     ax_rho, ax_tau = fig.subplots(1, 2)
+    drho = rho_errors(result.rho, result.n_total, w)[: n + 1]
     ax_rho.plot(lag, result.rho[: n + 1], marker=".", lw=1)
+    ax_rho.errorbar(lag, result.rho[: n + 1], yerr=drho, fmt="none", ecolor="C0", elinewidth=0.8, capsize=0,
+                    label="ρ(t) ± δρ (Wolff)")
     ax_rho.axhline(0.0, color="0.5", lw=0.8)
     ax_rho.set_ylabel(f"ρ_{name}(t) = Γ(t)/Γ(0)")
-    ax_tau.plot(lag, result.tau_int_of_w[: n + 1] * every, marker=".", lw=1, label="τ_int(W)")
+    tau_w = result.tau_int_of_w[: n + 1] * every
+    dtau_w = tau_int_of_w_errors(result.tau_int_of_w, result.n_total)[: n + 1] * every
+    ax_tau.plot(lag, tau_w, marker=".", lw=1, label="τ_int(W)")
+    ax_tau.fill_between(lag, tau_w - dtau_w, tau_w + dtau_w, color="C0", alpha=0.2, label="τ_int(W) ± δτ_int(W)")
     tau, err = result.tau_int * every, result.tau_int_err * every
     ax_tau.axhspan(tau - err, tau + err, color="C1", alpha=0.25,
                    label=f"τ_int = {paren(tau, err)} (bias-corrected)")
