@@ -151,3 +151,24 @@ def test_autocorrelation_error_bars_follow_wolff():
     np.testing.assert_allclose([s[1, 1] - s[0, 1] for s in segs], 2 * expected)
     band = ax_tau.collections[0].get_paths()[0].vertices
     assert band[:, 1].max() > ax_tau.lines[0].get_ydata().max()  # the band lies around τ_int(W)
+
+
+def test_correlator_plot_shows_effective_mass_and_the_plateau_of_xi():
+    rng = np.random.default_rng(5)
+    L, mass = 8, 0.5
+    t = np.arange(L // 2 + 1)
+    exact = np.cosh(mass * (t - L / 2))
+    c = exact * (1 + 0.01 * rng.normal(size=(4, 500, 1)))  # correlated across t, as measured
+    m_series = 0.01 * rng.normal(size=(4, 500))
+    C, dC, m_eff, dm = plots.correlator_with_errors(c, m_series)
+    assert C.shape == (L // 2 + 1,) and m_eff.shape == (L // 2 - 1,)
+    np.testing.assert_allclose(m_eff, mass, atol=5 * dm.max())
+    assert np.all(dC > 0) and np.all(dm > 0)
+    fig = plots.plot_correlator(c, m_series, plateau=(2, 3), xi=[2.0, 0.01], label="hmc")
+    ax_c, ax_m = fig.axes
+    assert ax_c.get_yscale() == "log"
+    (points,) = [ln for ln in ax_m.lines if ln.get_marker() == "o"]
+    np.testing.assert_array_equal(points.get_xdata(), [1, 2, 3])
+    np.testing.assert_allclose(points.get_ydata(), m_eff)
+    texts = [tx.get_text() for tx in ax_m.get_legend().get_texts()]
+    assert "plateau t = 2 … 3" in texts and any("ξ = 2.000(10)" in tx for tx in texts)

@@ -11,6 +11,7 @@ into ``<run_dir>/plots/``:
     <label>_M_history.png   M vs trajectory for the first few chains
     <label>_M_hist.png      histogram of M over all chains (the bimodal tunnelling distribution)
     <label>_delta_H.png     histogram of ΔH with ⟨e^{−ΔH}⟩ (HMC/FHMC only)
+    <label>_correlator.png  C(t) and m_eff(t) with the plateau used for ξ (theories with a correlator C)
 
 Units: lags, windows and τ_int are in trajectories (measurement lag × ``meas_every``), as in
 results.json.
@@ -24,14 +25,16 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
 from .formatting import paren
 
 __all__ = [
     "rho_errors",
     "tau_int_of_w_errors",
+    "correlator_with_errors",
     "plot_autocorrelation",
+    "plot_correlator",
     "plot_delta_h",
     "plot_histogram",
     "plot_history",
@@ -208,6 +211,77 @@ def plot_delta_h(delta_h, *, bins: int = 60, label: str = "") -> Figure:
     return fig
 
 
+def correlator_with_errors(correlator, magnetization, *, s_tau: float = 4.0):
+    """The connected zero-momentum correlator C(t) = ⟨c(t)⟩ − ⟨M⟩² and the effective mass
+    m_eff(t) = arccosh{[C(t−1) + C(t+1)] / [2 C(t)]} (t = 1 … L/2 − 1) with Γ-method errors by
+    linear propagation (:func:`trivflow.analysis.derived`; docs/theory.md#observables).
+
+    Args:
+        correlator: series ``c(t)`` of shape (chains, measurements, L/2 + 1).
+        magnetization: series M of shape (chains, measurements).
+
+    Returns:
+        ``(C, δC, m_eff, δm_eff)``: arrays of length L/2 + 1, L/2 + 1, L/2 − 1, L/2 − 1 (NaN where
+        m_eff is undefined: C noise-dominated).
+    """
+    from .analysis import derived
+    from .lattice.observables import effective_mass
+
+    correlator = np.asarray(correlator, dtype=float)
+    data = [correlator[..., t] for t in range(correlator.shape[-1])] + [np.asarray(magnetization, dtype=float)]
+    nt = correlator.shape[-1]
+
+    def connected(means):
+        means = np.asarray(means)
+        return means[:-1] - means[-1] ** 2
+
+    def estimate(f):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                r = derived(f, data, s_tau=s_tau)
+            return r.mean, r.err
+        except ValueError:  # f undefined within a finite-difference step
+            return np.nan, np.nan
+
+    c = np.array([estimate(lambda m, t=t: connected(m)[t]) for t in range(nt)])
+    central = effective_mass(connected([np.mean(a) for a in data]))
+    m = np.array([estimate(lambda mm, t=t: effective_mass(connected(mm))[t]) if np.isfinite(central[t])
+                  else (np.nan, np.nan) for t in range(nt - 2)])
+    return c[:, 0], c[:, 1], m[:, 0], m[:, 1]
+
+
+def plot_correlator(correlator, magnetization, *, plateau: tuple[int, int], xi=None, label: str = "",
+                    s_tau: float = 4.0) -> Figure:
+    """C(t) (log axis) and the effective mass m_eff(t) with Γ-method errors
+    (:func:`correlator_with_errors`), the plateau [t_min, t_max] over which m̄ is averaged shaded,
+    and m̄ = 1/ξ ± δξ/ξ² drawn across it when ``xi = [ξ, δξ]`` (results.json) is given."""
+    c, dc, m, dm = correlator_with_errors(correlator, magnetization, s_tau=s_tau)
+    fig = Figure(figsize=(9, 3.4), layout="constrained")
+    ax_c, ax_m = fig.subplots(1, 2)
+    t = np.arange(c.size)
+    positive = c > 0
+    ax_c.errorbar(t[positive], c[positive], yerr=dc[positive], fmt="o", capsize=2)
+    ax_c.set_yscale("log")
+    ax_c.set_ylabel("C(t) = ⟨c(t)⟩ − ⟨M⟩²")
+    tm = np.arange(1, m.size + 1)
+    ok = np.isfinite(m)
+    ax_m.errorbar(tm[ok], m[ok], yerr=dm[ok], fmt="o", capsize=2, label="m_eff(t)")
+    t_min, t_max = plateau
+    ax_m.axvspan(t_min - 0.3, t_max + 0.3, color="0.85", label=f"plateau t = {t_min} … {t_max}")
+    if xi is not None and xi[0] is not None and xi[0] > 0:
+        mbar, dmbar = 1.0 / xi[0], (xi[1] or 0.0) / xi[0] ** 2
+        ax_m.fill_between([t_min - 0.3, t_max + 0.3], mbar - dmbar, mbar + dmbar, color="C1", alpha=0.4,
+                          label=f"m̄ = 1/ξ = {paren(mbar, dmbar)} (ξ = {paren(*xi[:2])})")
+    ax_m.set_ylabel("m_eff(t)")
+    for ax in (ax_c, ax_m):
+        ax.set_xlabel("t")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_m.legend(fontsize=8)
+    _title(fig, label, "zero-momentum correlator and effective mass")
+    return fig
+
+
 def plot_tau_vs_xi(points: Mapping[str, Mapping[str, Sequence[float]]], fits: Mapping[str, object] | None = None,
                    *, name: str = "M") -> Figure:
     """τ_int vs ξ on log–log axes, one series per sampler, with the fitted τ = c ξ^z.
@@ -268,8 +342,6 @@ def plot_tau_vs_kernel_size(points: Mapping[str, Mapping[str, Sequence[float]]],
         ax_cost.errorbar(p["k"], p["cost"], yerr=p["cost_err"], fmt="o-", color=f"C{i}", capsize=2, label=series)
     ax_tau.set_ylabel(f"τ_int({name}) [trajectories]")
     ax_cost.set_ylabel("seconds per independent sample")
-    from matplotlib.ticker import MaxNLocator
-
     for ax in (ax_tau, ax_cost):
         ax.set_xlabel("kernel size k")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # k is an odd integer: no k = 3.5
@@ -322,6 +394,15 @@ def plot_run(run_dir, out_dir=None) -> list[Path]:
         emit(plot_histogram(m, name=name, label=title), f"{label}_{name}_hist.png")
         if "delta_H" in stats:
             emit(plot_delta_h(stats["delta_H"].values, label=title), f"{label}_delta_H.png")
+        lattice = block.get("lattice", results["lattice"])
+        if "C" in post and "M" in post and lattice.get("L", 0) >= 4:  # φ⁴'s correlator: where ξ comes from
+            from .lattice.observables import default_plateau
+
+            plateau = (results.get("config", {}).get("analysis", {}).get("plateau")
+                       or default_plateau(lattice["L"]))
+            emit(plot_correlator(post["C"].values, post["M"].values, plateau=tuple(plateau),
+                                 xi=block["observables"].get("xi"), label=title, s_tau=block.get("s_tau", 4.0)),
+                 f"{label}_correlator.png")
     return written
 
 
