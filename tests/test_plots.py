@@ -172,3 +172,22 @@ def test_correlator_plot_shows_effective_mass_and_the_plateau_of_xi():
     np.testing.assert_allclose(points.get_ydata(), m_eff)
     texts = [tx.get_text() for tx in ax_m.get_legend().get_texts()]
     assert "plateau t = 2 … 3" in texts and any("ξ = 2.000(10)" in tx for tx in texts)
+
+
+def test_plot_run_writes_one_training_figure_per_trained_flow(tmp_path):
+    import json
+
+    steps = np.arange(1, 21)
+    history = {"step": steps, "loss": 1 / steps, "ess": 0.003 + 0 * steps, "mh_acceptance": 0.02 + 0 * steps,
+               "lr": 0.01 + 0 * steps, "seconds": np.array(1.0), "compile_seconds": np.array(0.5)}
+    lattice = {"L": 8, "d": 2, "beta": 0.576, "lam": 0.5}
+    for where in (tmp_path, tmp_path / "coarse", tmp_path / "trainings" / "interp4"):
+        where.mkdir(parents=True, exist_ok=True)
+        np.savez(where / "training_history.npz", **history)
+    results = {"lattice": lattice, "runs": {}, "config": {"prior": {"name": "interp4_x2"}},
+               "training": {"lattice": lattice}, "trainings": {"interp4": {"lattice": {**lattice, "L": 16}}}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    written = plots.plot_run(tmp_path)
+    assert [p.name for p in written] == ["training.png", "training_coarse.png", "training_interp4.png"]
+    fig = plots.plot_training(history, title="x")
+    assert fig.axes[1].get_ylim()[0] < 0.003  # ESS of 0.003 is inside a log axis, not a line at the bottom

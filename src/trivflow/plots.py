@@ -6,7 +6,8 @@ module works headless (the Agg canvas renders the PNG) and inside notebooks alik
 :func:`plot_run` makes every figure of a run directory from its artifacts (:mod:`trivflow.io`)
 into ``<run_dir>/plots/``:
 
-    training.png            loss, ESS and batch MH acceptance vs training step
+    training.png            loss, ESS and batch MH acceptance vs training step (one per trained flow:
+                            training_coarse.png, training_<prior>.png for a baseline's prior)
     <label>_autocorr_M.png  ρ(t) = Γ(t)/Γ(0) and τ_int(W) of M with the chosen window W
     <label>_M_history.png   M vs trajectory for the first few chains
     <label>_M_hist.png      histogram of M over all chains (the bimodal tunnelling distribution)
@@ -373,11 +374,20 @@ def plot_run(run_dir, out_dir=None) -> list[Path]:
         return ", ".join(f"{k} = {lattice[key]}" for k, key in (("L", "L"), ("β", "beta"), ("λ", "lam"))
                          if key in lattice)
 
-    if (run_dir / io.HISTORY_FILE).exists():
-        training = results.get("training", {})
-        trained = f"flow trained at {where(training.get('lattice', results['lattice']))}" + (
-            f", prior {results['config']['prior']['name']}" if "prior" in results.get("config", {}) else "")
-        emit(plot_training(io.load_training_history(run_dir), title=trained), "training.png")
+    main_prior = results.get("config", {}).get("prior", {}).get("name")
+    for history_dir in _training_dirs(run_dir, io.HISTORY_FILE):
+        # one figure per trained flow: the main one, its coarse level (interp4_x2: g₁ in coarse/),
+        # and each baseline prior's under trainings/<prior>/
+        parts = history_dir.relative_to(run_dir).parts
+        prior = parts[1] if parts[:1] == ("trainings",) else main_prior
+        training = (results.get("trainings", {}).get(prior) if parts[:1] == ("trainings",)
+                    else results.get("training")) or {}
+        coarse = parts[-1:] == ("coarse",)
+        trained = ("coarse level g₁ of the flow" if coarse else
+                   f"flow trained at {where(training.get('lattice', results['lattice']))}")
+        trained += f", prior {prior}" if prior else ""
+        suffix = "".join(f"_{p}" for p in parts if p != "trainings")
+        emit(plot_training(io.load_training_history(history_dir), title=trained), f"training{suffix}.png")
     for label, block in results["runs"].items():
         idata = io.load_chains(run_dir, label)
         post, stats = idata.posterior, idata.sample_stats
@@ -404,6 +414,15 @@ def plot_run(run_dir, out_dir=None) -> list[Path]:
                                  xi=block["observables"].get("xi"), label=title, s_tau=block.get("s_tau", 4.0)),
                  f"{label}_correlator.png")
     return written
+
+
+def _training_dirs(run_dir: Path, history_file: str) -> list[Path]:
+    """Directories of a run that hold a training history: the run directory, ``coarse/``, and
+    ``trainings/<prior>/`` with its ``coarse/``, in that order, those that exist."""
+    candidates = [run_dir, run_dir / "coarse"]
+    for d in sorted((run_dir / "trainings").glob("*")) if (run_dir / "trainings").is_dir() else []:
+        candidates += [d, d / "coarse"]
+    return [d for d in candidates if (d / history_file).is_file()]
 
 
 def plot_tuning(result, path, title: str = "") -> None:
