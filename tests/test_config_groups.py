@@ -77,3 +77,24 @@ def test_quiet_mode_prints_nothing_but_logs_to_the_run_dir(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout == "" and "it/s" not in proc.stderr and "INFO" not in proc.stderr
     assert "results written" in (tmp_path / "run.log").read_text()
+
+
+def test_help_lists_presets_in_natural_order_and_a_line_per_key():
+    import re
+
+    import yaml
+    from omegaconf import OmegaConf
+
+    from trivflow.app.config import Config
+    from trivflow.state import flatten_config
+
+    help_cfg = yaml.safe_load((CONF / "hydra" / "help" / "trivflow.yaml").read_text())
+    lattice = next(row for row in help_cfg["groups"].splitlines() if row.startswith("lattice:"))
+    presets = re.findall(r"\bL(\d+)\b", lattice)
+    on_disk = sorted(int(p.stem[1:]) for p in (CONF / "lattice").glob("L*.yaml"))
+    assert [int(n) for n in presets] == on_disk  # L4, L6, …, L80: natural order, every preset
+    keys = help_cfg["keys"]
+    listed = set(re.findall(r"[a-z_]+(?:\.[A-Za-z_]+)?", keys))
+    for key in flatten_config(OmegaConf.structured(Config)):
+        group = key.split(".")[0]
+        assert key in listed or f"{group}.*" in keys, f"--help has no line for {key}"
