@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from test_run import TINY, compose_cfg
+from test_run import TINY, TINY_HMC, compose_cfg
 
 from trivflow import hmc, io, state
 from trivflow.app import rundir
@@ -29,6 +29,7 @@ from trivflow.lattice.theory import Phi4Theory
 
 THEORY = Phi4Theory(L=4, d=2, beta=0.45, lam=0.5)
 L4 = ["lattice=L4", "plots=false", *TINY]
+L4_CLI = ["lattice=L4", "plots=false", *TINY_HMC]  # the command line refuses keys an HMC job does not read
 FHMC = ["sampler=fhmc", *L4]
 ROOT = Path(__file__).parent.parent
 
@@ -166,7 +167,7 @@ def test_cli_second_job_is_refused_without_touching_the_first_ones_files(held_di
     (d / ".hydra").mkdir()
     (d / ".hydra" / "config.yaml").write_text("seed: 0  # the first job's\n")
     before = _snapshot(d)
-    proc = _cli([*L4, "seed=1", f"hydra.run.dir={d}"], tmp_path)
+    proc = _cli([*L4_CLI, "seed=1", f"hydra.run.dir={d}"], tmp_path)
     line = _one_error_line(proc)
     assert f"PID {pid}" in line and str(d) in line
     after = _snapshot(d)
@@ -463,7 +464,7 @@ def test_a_real_full_disk_gives_one_line_and_stays_resumable(size, tmp_path):
     if os.geteuid() != 0 or not _mount_tmpfs(disk, size):
         pytest.skip("needs root to mount a small tmpfs (the patched-writer tests cover the logic)")
     try:
-        args = [*L4, "sampler.num_traj=2000", "keep_state=true", "plots=true", f"hydra.run.dir={disk / 'run'}"]
+        args = [*L4_CLI, "sampler.num_traj=2000", "keep_state=true", "plots=true", f"hydra.run.dir={disk / 'run'}"]
         proc = _cli(args, tmp_path)
         if proc.returncode == 0:
             pytest.skip(f"the run fitted in {size}")
@@ -474,10 +475,10 @@ def test_a_real_full_disk_gives_one_line_and_stays_resumable(size, tmp_path):
         shutil.copytree(disk / "run", tmp_path / "moved")  # resumable elsewhere
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
-    proc = _cli([*L4, "sampler.num_traj=2000", "keep_state=true", "plots=true", "resume=true",
+    proc = _cli([*L4_CLI, "sampler.num_traj=2000", "keep_state=true", "plots=true", "resume=true",
                  f"hydra.run.dir={tmp_path / 'moved'}"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ref = _cli([*L4, "sampler.num_traj=2000", "plots=false", f"hydra.run.dir={tmp_path / 'ref'}"], tmp_path)
+    ref = _cli([*L4_CLI, "sampler.num_traj=2000", "plots=false", f"hydra.run.dir={tmp_path / 'ref'}"], tmp_path)
     assert ref.returncode == 0
     a, b = (json.loads((tmp_path / d / "results.json").read_text())["runs"]["hmc"] for d in ("ref", "moved"))
     assert a["observables"] == b["observables"] and a["tau_int"] == b["tau_int"]
@@ -572,18 +573,19 @@ def test_a_finished_run_is_never_modified(tmp_path):
 
 
 def test_cli_errors_are_one_line_and_logged_once(tmp_path):
-    proc = _cli([*L4, "sampler.traj_length=50", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    proc = _cli([*L4_CLI, "sampler.traj_length=50", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
     line = _one_error_line(proc)
     assert "the chains do not move" in line
     log = (tmp_path / "run" / "run.log").read_text()
     assert log.count("the chains do not move") == 1 and "Traceback" not in log
-    proc = _cli([*L4, "lattice.L=big"], tmp_path)  # caught by Hydra at composition
+    proc = _cli([*L4_CLI, "lattice.L=big"], tmp_path)  # caught by Hydra at composition
     assert "lattice.L=big" in _one_error_line(proc)
-    proc = _cli([*L4, "+sampler.step_size=0.5", f"hydra.run.dir={tmp_path / 'plus'}"], tmp_path)
+    proc = _cli([*L4_CLI, "+sampler.step_size=0.5", f"hydra.run.dir={tmp_path / 'plus'}"], tmp_path)
     assert "sampler.step_size is not a trivflow setting" in _one_error_line(proc)
 
 
 def test_traceback_on_request(tmp_path):
-    proc = _cli([*L4, "lattice.L=1", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, env={"TRIVFLOW_TRACEBACK": "1"})
+    proc = _cli([*L4_CLI, "lattice.L=1", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path,
+                env={"TRIVFLOW_TRACEBACK": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr
     assert proc.stderr.rstrip().splitlines()[-1].startswith("trivflow: error: lattice.L must be")

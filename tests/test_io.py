@@ -90,7 +90,7 @@ def test_flow_history_and_config(run_dir):
 def test_plots_are_written(run_dir):
     plots = run_dir / "plots"
     expected = {"training.png"} | {f"{label}_{kind}.png" for label in ("fhmc", "fhmc_L4")
-                                   for kind in ("autocorr_M", "M_history", "M_hist", "delta_H")}
+                                   for kind in ("autocorr_M", "M_history", "M_hist", "delta_H", "correlator")}
     assert {p.name for p in plots.glob("*.png")} == expected
     for name in expected:
         data = (plots / name).read_bytes()

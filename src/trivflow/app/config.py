@@ -578,9 +578,8 @@ def refuse_unread_overrides(cfg: DictConfig | Config, overrides) -> None:
     ``-m flow.kernel_size=3,5`` with the default ``sampler=hmc`` would run the same job twice):
     ``ValueError`` with one line naming the first such override and what would make it count
     (:func:`_unread_reason`). ``overrides`` are Hydra's task overrides (``key=value`` strings)."""
-    c = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
-    for override in overrides:
-        reason = _unread_reason(_override_key(override), c)
+    for override in overrides:  # cfg as composed: an unknown key (+x=1) is validate()'s to refuse
+        reason = _unread_reason(_override_key(override), cfg)
         if reason is not None:
             raise ValueError(f"{override} is read by no stage of this run, so it is refused: {reason}")
 
