@@ -18,6 +18,11 @@ from trivflow.formatting import paren, paren_pair, plain, ratio
     (0.5, 2.3, "0.5(2.3)"),  # error larger than the value: the error keeps its decimal point
     (5.0, 12.0, "5(12)"),
     (1e-5, 1e-7, "1.000(10)e-05"),  # very small: a common exponent
+    (93.2, 61.0, "90(60)"),  # the last kept digit left of the point: written out, not 9(6)e+01
+    (12345.6, 78.9, "12350(80)"),
+    (-512.0, 130.0, "-510(130)"),
+    (512.0, 2300.0, "500(2300)"),  # error ≥ value with an exponent: 0.5(2.3)e+03 written out
+    (2.5e7, 3e5, "2.500(30)e+07"),  # large: the exponent stays
     (0.0, 0.01, "0.000(10)"),
 ])
 def test_parenthesis_notation(value, err, text):

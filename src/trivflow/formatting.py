@@ -6,8 +6,8 @@ Data Group rule, as the ``uncertainties`` package's shorthand format (``format(u
 "S")``) applies it: the three leading digits of the error decide — 100–354 keep two digits,
 355–949 keep one, 950–999 round up to 1000 and keep two — and the value is rounded to the same
 decimal place. So ``22.01(23)``, ``18.5(9)``, ``1.00(10)`` (0.0996 rounds up to the next digit),
-``0.5(2.3)`` (an error larger than the value), and an exponent where the number is very large or
-small (``1.000(10)e-05``).
+``0.5(2.3)`` (an error larger than the value), ``90(60)`` (the library's ``9(6)e+01`` written
+out up to 10⁵), and an exponent where the number is very large or small (``1.000(10)e-05``).
 
 Cases the library does not settle are settled here: a missing value (``None``) prints ``n/a``;
 an error of exactly zero (an exact value) prints the value to 6 significant digits and ``(0)``
@@ -20,6 +20,7 @@ results.json keeps ``[mean, err]`` pairs; only what is printed for a reader is f
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 from uncertainties import ufloat
@@ -41,7 +42,26 @@ def paren(value, err=None) -> str:
         return f"{value:.6g}(0)"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return format(ufloat(value, err), "S")
+        text = format(ufloat(value, err), "S")
+    return _without_small_exponent(text)
+
+
+#: ``9(6)e+01``: the library's shorthand with a positive power of ten
+_EXPONENT = re.compile(r"^(-?\d+(?:\.\d+)?)\((\d+(?:\.\d+)?)\)e\+(\d+)$")
+
+
+def _without_small_exponent(text: str) -> str:
+    """``9(6)e+01`` → ``90(60)``, ``1.235(8)e+04`` → ``12350(80)``: the library writes a power of
+    ten as soon as the last kept digit lies left of the decimal point; up to 10⁵ plain digits read
+    better (τ_int = 90(60)). The digits are multiplied out exactly (both are then integers)."""
+    m = _EXPONENT.match(text)
+    if m is None or int(m.group(3)) > 5:
+        return text
+    mantissa, digits, scale = m.group(1), m.group(2), 10 ** int(m.group(3))
+    decimals = len(mantissa.partition(".")[2])
+    # "(8)" counts units of the mantissa's last digit; "(2.3)" is the error itself
+    err = float(digits) if "." in digits else int(digits) * 10.0**-decimals
+    return f"{round(float(mantissa) * scale)}({round(err * scale)})"
 
 
 def paren_pair(pair) -> str:
