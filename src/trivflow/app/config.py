@@ -557,7 +557,7 @@ def _unread_reason(key: str, c) -> str | None:
     or None when some stage reads it. The rules follow the pipeline (docs/architecture.md): the
     flow, its training and its prior exist only for flow samplers; ``tune.*`` and ``target_xi``
     only for ``task=tune_beta``; ``sampler.batch_size`` only for independence MH and
-    ``sampler.target_accept`` only for NUTS."""
+    ``sampler.target_accept`` only for NUTS and for hmc/fhmc with ``sampler.adapt_step_size``."""
     group = key.split(".", 1)[0]
     samplers = [spec.sampler for spec in sampler_specs(c)]
     running = f"sampler={c.sampler.name}" + (f", baselines={list(c.baselines)}" if c.baselines else "")
@@ -568,8 +568,10 @@ def _unread_reason(key: str, c) -> str | None:
         return f"only task=tune_beta reads it (this run: task={c.task})"
     if key == "sampler.batch_size" and "imh" not in samplers:
         return f"only independence MH reads it ({running}); it counts with sampler=imh or baselines=[imh]"
-    if key == "sampler.target_accept" and "nuts" not in samplers:
-        return f"only NUTS reads it ({running}); it counts with sampler=nuts or baselines=[nuts]"
+    adapting = c.sampler.adapt_step_size and {"hmc", "fhmc"} & set(samplers)
+    if key == "sampler.target_accept" and "nuts" not in samplers and not adapting:
+        return (f"only NUTS and step-size adaptation read it ({running}); it counts with sampler=nuts or "
+                "sampler.adapt_step_size=true")
     return None
 
 

@@ -285,8 +285,8 @@ def run_chains(
     """
     validate_run_args(step_size, num_traj, num_therm, meas_every, chunk_size)
     if adapt is not None and (step_size is None or num_therm < 1):
-        raise ValueError(f"step-size adaptation needs a kernel with a step size and sampler.num_therm >= 1, got "
-                         f"step_size={step_size!r}, num_therm={num_therm!r}")
+        raise ParameterError(f"step-size adaptation needs a kernel with a {{step_size}} and {{num_therm}} >= 1, got "
+                             f"step_size={step_size!r}, num_therm={num_therm!r}", "step_size", "num_therm")
     _check_positive_int("checkpoint_every", save_every)
     positions = jnp.array(positions, copy=True)  # the driver donates its buffers: never the caller's
     num_chains = positions.shape[0]
