@@ -1,0 +1,32 @@
+"""benchmarks/run_all runs each part as its own process; with ``--device-memory`` through a wrapper
+that must behave as ``python script`` does (the script's directory on sys.path, so that
+benchmarks/harness.py imports). The slow GPU-script test found this broken; this one is fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("device_memory", [False, True])
+def test_run_all_part_with_and_without_device_memory(tmp_path, device_memory):
+    parts = tmp_path / "parts.json"
+    parts.write_text(json.dumps([["hmc_tiny", "hmc.py", ["--L", "4", "--chains", "2", "--backends", "jax",
+                                                          "--repeats", "1", "--target-seconds", "0.01",
+                                                          "--therm", "1"]]]))
+    out = tmp_path / "report.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "run_all"), "--parts", str(parts), "--out", str(out),
+           *(["--device-memory"] if device_memory else [])]
+    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    part = json.loads(out.read_text())["parts"]["hmc_tiny"]
+    assert part["wall_seconds"] > 0
+    assert ("device_memory" in part) == device_memory
