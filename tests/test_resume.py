@@ -101,10 +101,12 @@ def _hmc_run(key=1, **kw):
                           progress=False, **kw)
 
 
-def test_run_chains_resume_is_bit_for_bit(tmp_path, monkeypatch):
+def test_run_chains_resume_is_bit_for_bit(tmp_path, monkeypatch, caplog):
     ref = _hmc_run()
     # killed after save 1 (in thermalization), 2 (its end), 4 (in measurement); chunks of 4
-    for n_saves, phase, t in ((1, "therm", 4), (2, "therm", 8), (4, "measure", 16)):
+    for n_saves, phase, t, logged in ((1, "therm", 4, "thermalization step 4 of 8"),
+                                      (2, "therm", 8, "measurement step 0 of 16"),
+                                      (4, "measure", 16, "measurement step 8 of 16")):
         path = tmp_path / f"hmc{n_saves}.npz"
         die_after(series, monkeypatch, n_saves)
         with pytest.raises(Killed):
@@ -112,7 +114,11 @@ def test_run_chains_resume_is_bit_for_bit(tmp_path, monkeypatch):
         meta = state.read_meta(path)
         assert (meta["phase"], meta["t"]) == (phase, t)
         monkeypatch.setattr(series, "save_state", state.save_state)
-        res = _hmc_run(state_path=path, save_every=2)
+        with caplog.at_level("INFO", logger="trivflow"):
+            res = _hmc_run(state_path=path, save_every=2)
+        # the log counts per phase, as the progress bars do
+        assert f"resuming from {path} at {logged}" in caplog.text
+        caplog.clear()
         assert res.extra["resumed_at"] == t
         assert_same_result(res, ref)
         assert state.read_meta(path)["phase"] == "done"

@@ -325,7 +325,10 @@ def run_chains(
         chain_keys = tree["chain_keys"]
         t, phase = int(meta["t"]), meta["phase"]
         clock = PhaseClock({k: float(meta[k]) for k in clock.timing})
-        log.info("%s: resuming from %s at step %d of %d", desc, files.state_path, t, total)
+        # counted per phase, as the progress bars count
+        where = (f"thermalization step {t} of {num_therm}" if t < num_therm
+                 else f"measurement step {t - num_therm} of {num_traj}")
+        log.info("%s: resuming from %s at %s", desc, files.state_path, where)
     resumed_at = t
 
     states, chain_keys = put(states, chain_sh), put(chain_keys, chain_sh)
