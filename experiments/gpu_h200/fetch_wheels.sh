@@ -6,7 +6,8 @@
 # matplotlib, tqdm, filelock, xarray, h5py, scipy, pyyaml (and their dependencies: numpy, pandas,
 # packaging, typing_extensions). Missing: hydra-core and its omegaconf and antlr4-python3-runtime;
 # arviz and, from its Requires-Dist, xarray-einstats, h5netcdf and platformdirs (arviz/__init__
-# imports platformdirs; trivflow writes chains.nc through h5netcdf). Versions: those of the CI venv.
+# imports platformdirs; trivflow writes chains.nc through h5netcdf); uncertainties (trivflow.formatting's
+# parenthesis notation; pure Python, no required dependency). Versions: those of the CI venv.
 #
 # antlr4-python3-runtime 4.9.3 (hydra-core needs 4.9.*) exists only as an sdist; `pip wheel` builds
 # its pure-Python py3-none-any wheel here.
@@ -17,7 +18,8 @@ PY=${PYTHON:-python3}
 "$PY" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   --platform any -d .whl \
-  hydra-core==1.3.8 omegaconf==2.3.1 arviz==0.23.4 xarray-einstats==0.9.1 h5netcdf==1.8.3 platformdirs==4.14.9
+  hydra-core==1.3.8 omegaconf==2.3.1 arviz==0.23.4 xarray-einstats==0.9.1 h5netcdf==1.8.3 platformdirs==4.14.9 \
+  uncertainties==3.2.3
 "$PY" -m pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3
 ls -l .whl
 du -sh .whl

@@ -20,18 +20,18 @@ PYTHON=${PYTHON:-python3}
 mkdir -p "$OUTDIR/logs"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 
-# What the GPU image lacks (hydra-core, omegaconf, antlr4, arviz and what arviz imports): install
+# What the GPU image lacks (hydra-core, omegaconf, antlr4, arviz and what arviz imports, uncertainties): install
 # the carried wheels without the network, without dependencies (the image has the rest).
-if ! "$PYTHON" -c "import hydra, omegaconf, arviz" >/dev/null 2>&1; then
+if ! "$PYTHON" -c "import hydra, omegaconf, arviz, uncertainties" >/dev/null 2>&1; then
   if ls .whl/*.whl >/dev/null 2>&1; then
     echo "[gpu] installing $(ls .whl/*.whl | wc -l) wheels from .whl/ into /tmp/site"
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
       .whl/*.whl 2>&1 | tee "$OUTDIR/logs/pip_install.log"
     export PYTHONPATH="/tmp/site:$PYTHONPATH"
   else
-    echo "[gpu] hydra/omegaconf/arviz missing and no .whl/ (run experiments/gpu_h200/fetch_wheels.sh here," \
+    echo "[gpu] hydra/omegaconf/arviz/uncertainties missing and no .whl/ (run experiments/gpu_h200/fetch_wheels.sh here," \
          "carry .whl)" >&2
   fi
 fi
-"$PYTHON" -c "import hydra, omegaconf, arviz, trivflow" 2>&1 | tee "$OUTDIR/logs/import_check.log"
+"$PYTHON" -c "import hydra, omegaconf, arviz, uncertainties, trivflow" 2>&1 | tee "$OUTDIR/logs/import_check.log"
 exec "$PYTHON" experiments/gpu_h200/driver.py "$OUTDIR" "$@"
