@@ -53,7 +53,8 @@ PAPER = {
          "fhmc@interp4_x2": (788, 128)},
 }
 #: the command-line overrides of each row (sampler and prior)
-ROW_ARGS = {"hmc": ["sampler=hmc", "prior=gaussian"], "fhmc@gaussian": ["sampler=fhmc", "prior=gaussian"],
+# plain HMC gets no prior/train/flow override: trivflow refuses a command-line override no stage reads
+ROW_ARGS = {"hmc": ["sampler=hmc"], "fhmc@gaussian": ["sampler=fhmc", "prior=gaussian"],
             "fhmc@interp4": ["sampler=fhmc", "prior=interp4"], "fhmc@interp4_x2": ["sampler=fhmc", "prior=interp4_x2"]}
 ORDER = {40: ["hmc", "fhmc@gaussian", "fhmc@interp4", "fhmc@interp4_x2"],
          # L = 80: the baseline and the best prior first (their ratio is the headline), then the others
@@ -338,18 +339,19 @@ def meas_every_for(tau: float) -> int:
     return max(1, int(tau // 20))
 
 
-def row_overrides(plan: dict, tiny: bool) -> list[str]:
-    """trivflow.run overrides of one row's size (GPU: from ``plan``; tiny: a few trajectories)."""
+def row_overrides(plan: dict, tiny: bool, flow: bool = True) -> list[str]:
+    """trivflow.run overrides of one row's size (GPU: from ``plan``; tiny: a few trajectories);
+    ``flow=False`` (plain HMC): no ``prior.*``/``train.*``, which trivflow would refuse as unread."""
     if tiny:
         return ["sampler.num_chains=2", "sampler.num_traj=20", "sampler.num_therm=0", "sampler.chunk_size=20",
-                "prior.ensemble_size=8", "prior.chains=2", "prior.spacing=2", "prior.therm=0",
-                "train.steps=3", "train.batch_size=8", "train.log_every=1"]
+                *(["prior.ensemble_size=8", "prior.chains=2", "prior.spacing=2", "prior.therm=0",
+                   "train.steps=3", "train.batch_size=8", "train.log_every=1"] if flow else [])]
     m = meas_every_for(plan["tau_expected"])
     n = max(m, plan["num_traj"] // m * m)
     chunk = max(m, min(n, 20000) // m * m)  # ≥ 2 host visits on long runs (progress, state for resume)
     return [f"sampler.num_chains={plan['chains']}", f"sampler.num_traj={n}", f"sampler.num_therm={plan['num_therm']}",
             f"sampler.meas_every={m}", f"sampler.chunk_size={chunk}",
-            *[f"{k}={v}" for k, v in ENSEMBLE.items()]]
+            *([f"{k}={v}" for k, v in ENSEMBLE.items()] if flow else [])]
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,8 +400,8 @@ def table(out: Path, L: int, model: CostModel, tiny: bool, deadline: float, step
             shutil.rmtree(run_dir)
         # conf/experiment/coarse_interp.yaml (whose README gives the L = 40 and 80 commands), one row per job
         cmd = [PY, "-m", "trivflow.run", "experiment=coarse_interp", "baselines=[]", f"lattice=L{L}", *ROW_ARGS[row],
-               f"sampler.num_steps={NUM_STEPS[L]}", *row_overrides(plan, tiny), "progress=false", "quiet=true",
-               "plots=false", f"hydra.run.dir={run_dir}"]
+               f"sampler.num_steps={NUM_STEPS[L]}", *row_overrides(plan, tiny, flow=row != "hmc"),
+               "progress=false", "quiet=true", "plots=false", f"hydra.run.dir={run_dir}"]
         # reuse ensembles made by earlier rows (same theory; trivflow refuses another theory's file)
         if "interp4" in row and ensembles.get(L // 2):
             cmd.append(f"prior.ensemble={ensembles[L // 2]}")
