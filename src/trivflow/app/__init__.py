@@ -7,7 +7,7 @@ resuming), ``resources`` (the memory estimate) and ``environment`` (devices, ver
 results.json header). The command lines ``python -m trivflow.run`` and ``python -m trivflow.report``
 sit on top of it.
 
-The library (:mod:`trivflow.lattice`, ``hmc``, ``flows``, ``priors``, ``training``, ``samplers``,
+The library (``trivflow.lattice``, ``hmc``, ``flows``, ``priors``, ``training``, ``samplers``,
 ``analysis``, ``tuning``, ``summary``, ``io``, ``plots``, ``state``) never imports this package:
 its errors name its own parameters, and the application validates config keys before calling it.
 """

@@ -360,9 +360,9 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
 def run(cfg: DictConfig, out_dir: str | Path) -> dict:
     """Run the experiment described by ``cfg`` and write ``results.json`` into ``out_dir``.
 
-    The job holds ``out_dir`` (:func:`trivflow.rundir.locked`: a second job there is refused) and
+    The job holds ``out_dir`` (:func:`trivflow.app.rundir.locked`: a second job there is refused) and
     never writes into a finished run (results.json present): an identical resume returns its
-    results, anything else is refused (:func:`trivflow.rundir.check_unfinished`)."""
+    results, anything else is refused (:func:`trivflow.app.rundir.check_unfinished`)."""
     tune = cfg.get("task", "sample") == "tune_beta"  # β tuning on the line of constant physics
     theory = None if tune else validate(cfg)  # every check happens here, before any compute
     out_dir = Path(out_dir)

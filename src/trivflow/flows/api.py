@@ -168,10 +168,11 @@ def build_flow(*args, dtype=None, **fields) -> Compose:
     k = 3 conditioners and tanh outputs, then the global rescaling; 4k² + 1 = 37 parameters.
 
     Args:
-        *args, **fields: the fields of :class:`FlowConfig`, by position or name
-            (``kernel_size``, ``num_layers``, ``hidden_channels``, ``activation``,
-            ``output_activation``, ``seed``, ``compute_dtype``: ``None`` for the exact path,
-            ``jnp.float32``/``"float32"`` for mixed precision); the signature is derived from it.
+        *args: the fields of :class:`FlowConfig` by position, in its order.
+        **fields: the fields of :class:`FlowConfig` by name (``kernel_size``, ``num_layers``,
+            ``hidden_channels``, ``activation``, ``output_activation``, ``seed``,
+            ``compute_dtype``: ``None`` for the exact path, ``jnp.float32``/``"float32"`` for
+            mixed precision); the signature is derived from it.
         dtype: parameter dtype; ``None`` is the default float of the JAX config (float64 when
             ``jax_enable_x64`` is on). Use the dtype of the fields the flow will act on.
 
