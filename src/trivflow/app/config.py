@@ -118,12 +118,15 @@ class TrainSchema:
 class PriorSchema:
     """The prior r(z) of the flow (docs/theory.md#priors); see :mod:`trivflow.priors.factory`.
 
-    ``name``: gaussian | coarse_bigvol | interp | interp4 | interp4_x2. The others draw from an
-    HMC ensemble of the source theory: ``ensemble`` (a .npz path; null: generate ``ensemble_size``
-    configurations with ``chains`` chains, ``therm`` + one kept every ``spacing`` trajectories of
-    ``num_steps`` leapfrog steps, into ``<run>/priors/``). ``beta_coarse``: β(L/2) (null: the
-    line-of-constant-physics table); ``beta_coarser``/``ensemble_coarser``: the L/4 level of
-    interp4_x2. ``noise``: σ of interp. ``flip_sign``: random global sign of each member.
+    ``name``: gaussian | coarse_bigvol | interp | interp4 | interp4_x2 | multilevel. The others draw
+    from an HMC ensemble of the source theory: ``ensemble`` (a .npz path; null: generate
+    ``ensemble_size`` configurations with ``chains`` chains, ``therm`` + one kept every ``spacing``
+    trajectories of ``num_steps`` leapfrog steps, into ``<run>/priors/``). ``beta_coarse``: β(L/2)
+    (null: the line-of-constant-physics table); ``beta_coarser``/``ensemble_coarser``: the L/4 level of
+    interp4_x2. ``levels``: N, the flows of a multilevel tower (g_j trained at L/2^(N−j) from interp4 of
+    an ensemble at L/2^(N−j+1); 1 = interp4, 2 = interp4_x2); ``betas``/``ensembles``: its β(L/2^k) and
+    ensemble files for k = 1 … N (lists of N entries, null entries: the table / generate).
+    ``noise``: σ of interp. ``flip_sign``: random global sign of each member.
     """
 
     name: str = "gaussian"
@@ -139,6 +142,9 @@ class PriorSchema:
     beta_coarse: Optional[float] = None
     beta_coarser: Optional[float] = None
     ensemble_coarser: Optional[str] = None
+    levels: Optional[int] = None  # prior=multilevel: the number of flows N (its option file sets 2)
+    betas: Optional[list[Optional[float]]] = None  # multilevel: [beta(L/2), ..., beta(L/2^N)]; null: the table
+    ensembles: Optional[list[Optional[str]]] = None  # multilevel: ensemble files at L/2, ..., L/2^N; null: generate
     flip_sign: bool = True
 
 
@@ -382,24 +388,28 @@ def _validate_flow(c, theory: Phi4Theory) -> None:
 def _validate_priors(c, theory: Phi4Theory) -> None:
     """Every prior a flow is trained with (``prior.name`` unless ``flow.checkpoint``, and each
     ``sampler@prior`` baseline), and independence MH only where its prior fits (docs/theory.md#priors)."""
-    from ..priors.factory import SIZED_PRIORS, check_prior_config, derived_prior_config
+    from ..priors.factory import MULTILEVEL_KEYS, SIZED_PRIORS, check_prior_config, derived_prior_config
 
     t = c.train
     L_train, L_key = (t.L, "train.L") if t.L is not None else (theory.L, "lattice.L")
     beta_train = t.beta if t.beta is not None else theory.beta
     names = ([] if c.flow.checkpoint else [c.prior.name]) + baseline_priors(c)
+    kernel = c.flow.kernel_size
+    kernel = max(kernel) if isinstance(kernel, (list, tuple)) else kernel
     for name in names:
         prior_cfg = derived_prior_config(vars(c.prior), name)
+        if name != "multilevel" and "multilevel" in names:  # the multilevel keys are a baseline's
+            prior_cfg.update(dict.fromkeys(MULTILEVEL_KEYS))
         with config_keys(PRIOR_KEYS):
             check_prior_config(prior_cfg, L_train=L_train, beta_train=beta_train, d=theory.d, lam=theory.lam,
-                               seed=c.seed, L_key=L_key)
+                               seed=c.seed, L_key=L_key, kernel_size=kernel)
     imh = [spec.prior or c.prior.name for spec in sampler_specs(c) if spec.sampler == "imh"]
     for name in imh:
         if name not in SIZED_PRIORS:
             continue
         where = "sampler.name" if c.sampler.name == "imh" else "baselines"
-        if name == "interp4_x2":
-            _fail(where, "imh", "fhmc with prior interp4_x2 (the composed flow g2∘g1 has no prior of its own)")
+        if name == "interp4_x2" or (name == "multilevel" and (c.prior.levels or 2) > 1):
+            _fail(where, "imh", f"fhmc with prior {name} (the composed flow g_N∘…∘g_1 has no prior of its own)")
         if name == "interp" and not c.prior.noise:
             _fail("prior.noise", c.prior.noise, "> 0 for imh with prior interp (sigma = 0 has no density)")
         if c.flow.checkpoint and name == c.prior.name:

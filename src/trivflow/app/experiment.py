@@ -66,8 +66,9 @@ class FlowTraining:
 @dataclass(frozen=True)
 class FlowPlan:
     """The flow of one prior name (``prior.name``, or the prior of a ``sampler@prior`` baseline):
-    loaded from ``checkpoint``, or trained in ``levels``, coarsest first (one level; two for
-    ``interp4_x2``, composed g₂ ∘ g₁)."""
+    loaded from ``checkpoint``, or trained in ``levels``, coarsest first (one level; N for a
+    tower prior, composed g_N ∘ … ∘ g_1: two for ``interp4_x2``, ``prior.levels`` for
+    ``multilevel``)."""
 
     prior: str
     levels: tuple[FlowTraining, ...]
@@ -105,20 +106,22 @@ def make_plan(cfg, theory, out_dir: Path) -> Plan:
     """Parse ``sampler.name``, ``baselines`` (``sampler@prior``), ``volumes`` and each prior's
     level tower once into a :class:`Plan`: the flows to prepare and the sampler jobs, in order.
 
-    The main prior's flow trains into ``out_dir`` (``interp4_x2``: g₁ into ``out_dir/coarse``)
-    or loads ``flow.checkpoint``; a baseline's prior trains into ``out_dir/trainings/<prior>``."""
-    from ..priors.factory import derived_prior_config, x2_levels
+    The main prior's flow trains into ``out_dir`` (a tower: g_{N−1} into ``out_dir/coarse``, g_{N−2}
+    into ``out_dir/coarse/coarse``, …; :func:`level_directory`) or loads ``flow.checkpoint``; a
+    baseline's prior trains into ``out_dir/trainings/<prior>``."""
+    from ..priors.factory import MULTILEVEL_KEYS, TOWER_PRIORS, X2_KEYS, derived_prior_config, tower_levels
 
     t = cfg.train
     L_train = t.L or theory.L
     beta_train = t.beta if t.beta is not None else theory.beta
 
     def levels(prior_cfg: dict, directory: Path) -> tuple[FlowTraining, ...]:
-        if prior_cfg["name"] != "interp4_x2":
+        if prior_cfg["name"] not in TOWER_PRIORS:
             return (FlowTraining(directory, L_train, beta_train, prior_cfg),)
-        base = {**prior_cfg, "beta_coarser": None, "ensemble_coarser": None}
-        return tuple(FlowTraining(where, lv["L"], lv["beta"], {**base, **lv["prior"]})
-                     for lv, where in zip(x2_levels(prior_cfg, L_train, beta_train), (directory / "coarse", directory)))
+        base = {**prior_cfg, **dict.fromkeys(X2_KEYS + MULTILEVEL_KEYS)}
+        tower = tower_levels(prior_cfg, L_train, beta_train)
+        return tuple(FlowTraining(level_directory(directory, len(tower) - 1 - j), lv["L"], lv["beta"],
+                                  {**base, **lv["prior"]}) for j, lv in enumerate(tower))
 
     specs = sampler_specs(cfg)
     main_prior = OmegaConf.to_container(cfg.prior, resolve=True)
@@ -152,9 +155,17 @@ def remove_old_states(plan: Plan, out_dir: Path, resume) -> None:
             path.unlink()
 
 
+def level_directory(directory: Path, depth: int) -> Path:
+    """Where the level ``depth`` steps below the finest of a tower trains:
+    ``directory/coarse/…/coarse`` (``depth`` times). Its ``flow/`` holds that level's flow and, in
+    ``flow/coarse``, the whole tower below it, so every ``flow/`` is a checkpoint of its sub-tower."""
+    return directory.joinpath(*["coarse"] * depth)
+
+
 def load_checkpoint(path: Path, theory, expect: dict) -> TrainedFlow:
-    """The flow saved in ``path`` (``flow.checkpoint``), composed g₂ ∘ g₁ with ``path/coarse``
-    when that holds one (an ``interp4_x2`` checkpoint)."""
+    """The flow saved in ``path`` (``flow.checkpoint``), composed g_N ∘ (the tower in
+    ``path/coarse``) when that holds one (a tower checkpoint: interp4_x2, multilevel), recursively,
+    so a checkpoint of N levels loads as g_N ∘ … ∘ g_1 on the lattice of ``theory`` (any even L)."""
     from ..flows import Flow
     from ..training import load_flow
     from ..training.checkpoint import is_complete
@@ -162,16 +173,19 @@ def load_checkpoint(path: Path, theory, expect: dict) -> TrainedFlow:
     graphdef, params, stored = load_flow(path, shape=theory.shape, expect=expect)
     log.info("flow loaded from %s (trained at %s)", path, stored.get("lattice"))
     loaded = TrainedFlow(Flow.from_module(graphdef, params), stored, None)
-    if is_complete(path / "coarse"):  # g2 ∘ g1 (interp4_x2): g1 in flow/coarse
-        gd1, p1, stored1 = load_flow(path / "coarse", shape=theory.shape, expect=expect)
+    if is_complete(path / "coarse"):  # the tower below g_N, itself a checkpoint
+        below = load_checkpoint(path / "coarse", theory, expect)
         log.info("composed with the coarse flow from %s", path / "coarse")
-        return compose_trained(TrainedFlow(Flow.from_module(gd1, p1), stored1, None), loaded)
+        return compose_trained(below, loaded)
     return loaded
 
 
 def prepare_flow(plan: FlowPlan, cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow:
     """Load or train the flow of ``plan``; the levels of a tower are trained coarsest first and
-    composed, g₁ copied into ``flow/coarse`` so that the checkpoint loads as g₂ ∘ g₁."""
+    composed, g_N ∘ … ∘ g_1. Each level's ``flow/`` gets the tower below it copied into
+    ``flow/coarse``, so that the finest ``flow/`` is one checkpoint of the whole tower; the training
+    block gains the tower's cost (:func:`tower_cost`)."""
+    from ..priors.factory import TOWER_PRIORS
     from ..training.checkpoint import is_complete
 
     kwargs = _flow_kwargs(cfg)
@@ -179,19 +193,42 @@ def prepare_flow(plan: FlowPlan, cfg, theory, out_dir: Path, *, progress: bool) 
         return load_checkpoint(plan.checkpoint, theory, {k: kwargs[k] for k in ("kernel_size", "num_layers")})
     with config_keys(TRAIN_KEYS):  # a diverged training names train.lr and train.steps
         trained = [train_level(level, cfg, theory, out_dir, progress=progress) for level in plan.levels]
+    cost = tower_cost([flow.training for flow in trained]) if plan.prior in TOWER_PRIORS else None
     if len(trained) == 1:
+        if cost is not None:
+            trained[0].training["tower"] = cost
         return trained[0]
     for flow in trained:
         flow.config["prior"] = plan.prior
-    # g1 beside g2, so that flow/ loads as g2 ∘ g1; copied whole or not at all (a kill mid-copy
-    # leaves no flow/coarse, and the resumed run copies it again)
-    coarse, fine = plan.levels
-    target = fine.directory / "flow" / "coarse"
-    if not is_complete(target):
-        tmp = temporary_dir(target)
-        shutil.copytree(coarse.directory / "flow", tmp, dirs_exist_ok=True)
-        replace_dir(tmp, target)
-    return compose_trained(*trained)
+    # g_{j-1} ∘ … ∘ g_1 beside g_j, coarsest first, so that every flow/ loads as its sub-tower;
+    # copied whole or not at all (a kill mid-copy leaves no flow/coarse, the resumed run copies it again)
+    for below, above in zip(plan.levels, plan.levels[1:]):
+        target = above.directory / "flow" / "coarse"
+        if not is_complete(target):
+            tmp = temporary_dir(target)
+            shutil.copytree(below.directory / "flow", tmp, dirs_exist_ok=True)
+            replace_dir(tmp, target)
+    composed = trained[0]
+    for flow in trained[1:]:
+        composed = compose_trained(composed, flow)
+    composed.training["tower"] = cost
+    return composed
+
+
+def tower_cost(trainings: list[dict]) -> dict:
+    """The training cost of a tower of flows from their training blocks (coarsest first), in seconds.
+
+    ``train_seconds`` = Σ_j wall seconds of training g_j (compilation included;
+    ``compile_seconds`` = Σ_j of that part); ``ensemble_seconds`` = Σ_j seconds the HMC ensemble
+    of level j's prior took to generate (``ensemble_seconds_per_level``; as recorded in the file:
+    a cached or given ensemble counts with what it cost to make); ``total_seconds`` =
+    train_seconds + ensemble_seconds; ``levels`` N and ``lattices`` [L_1, …, L_N].
+    """
+    ens = [float(tr["prior"].get("ensemble_meta", {}).get("seconds", 0.0)) for tr in trainings]
+    train = sum(float(tr["seconds"]) for tr in trainings)
+    return {"levels": len(trainings), "lattices": [int(tr["lattice"]["L"]) for tr in trainings],
+            "train_seconds": train, "compile_seconds": sum(float(tr["compile_seconds"]) for tr in trainings),
+            "ensemble_seconds": sum(ens), "ensemble_seconds_per_level": ens, "total_seconds": train + sum(ens)}
 
 
 def train_level(level: FlowTraining, cfg, theory, out_dir: Path, *, progress: bool) -> TrainedFlow:
@@ -254,7 +291,8 @@ def train_level(level: FlowTraining, cfg, theory, out_dir: Path, *, progress: bo
 def compose_trained(g1: TrainedFlow, g2: TrainedFlow) -> TrainedFlow:
     """g = g₂ ∘ g₁ (:func:`trivflow.flows.compose_flows`: one Compose module, so FHMC keeps the
     hand-written pullback); the config and training blocks are g₂'s with g₁'s under
-    ``"coarse"``; no prior (it is neither one's)."""
+    ``"coarse"``; no prior (it is neither one's). g₁ may itself be a composed tower (nested
+    ``"coarse"`` blocks, one per level)."""
     from ..flows import compose_flows
 
     training = None if g2.training is None else {**g2.training, "coarse": g1.training}
