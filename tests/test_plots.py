@@ -112,8 +112,12 @@ def test_sweep_figures(tmp_path):
     assert len(yticks) >= 2 and all(13 * 0.9 <= t <= 16 * 1.1 for t in ax.get_yticks())
     assert [ax.yaxis.get_major_formatter()(t) for t in yticks] == [f"{t:g}" for t in yticks]
     fig = plots.plot_tau_vs_kernel_size({"fhmc L=8": {"k": [3, 5], "tau": [10, 8], "tau_err": [1, 1],
+                                                      "evals": [200, 160], "evals_err": [20, 20],
                                                       "cost": [1.0, 1.2], "cost_err": [0.1, 0.1]}})
-    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    assert isinstance(fig, Figure) and len(fig.axes) == 3
+    # the machine-independent unit first, then seconds
+    assert [ax.get_ylabel() for ax in fig.axes[1:]] == ["force evaluations per independent sample",
+                                                        "seconds per independent sample"]
     for ax in fig.axes:  # integer kernel sizes only
         ticks = [t for t in ax.get_xticks() if 3 <= t <= 5]
         assert ticks and all(float(t).is_integer() for t in ticks)

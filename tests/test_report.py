@@ -70,10 +70,11 @@ def test_fit_z_rejects_bad_input(args, message):
 def _fake_job(path, *, L, beta, k, tau, xi, tps=1000.0, sampler="fhmc", overrides=()):
     runs = {sampler: {"sampler": sampler, "acceptance": 0.9, "lattice": {"L": L, "d": 2, "beta": beta, "lam": 0.5},
                       "tau_int": {"M": [tau, 0.1 * tau, 30], "absM": [1, 0.1, 3], "M2": [1, 0.1, 3]},
-                      "observables": {"xi": [xi, 0.02 * xi]}, "traj_per_second": tps}}
+                      "observables": {"xi": [xi, 0.02 * xi]}, "traj_per_second": tps,
+                      "num_chains": 10, "num_traj": 100, "seconds": 1000 / tps, "therm_seconds": 0.0}}
     if sampler in report.FLOW_SAMPLERS:
         runs[sampler]["prior"] = "gaussian"
-    results = {"experiment": "sweep", "lattice": {"L": L, "d": 2, "beta": beta, "lam": 0.5}, "runs": runs,
+    results = {"experiment": "sweep", "config": {"sampler": {"num_steps": 10, "integrator": "leapfrog"}}, "lattice": {"L": L, "d": 2, "beta": beta, "lam": 0.5}, "runs": runs,
                "flow": {"kernel_size": k, "num_layers": 1}, "training": {"seconds": 12.5, "mh_acceptance": 0.4}}
     path.mkdir(parents=True)
     (path / "results.json").write_text(json.dumps(results))
@@ -97,6 +98,11 @@ def test_collect_and_write_report_on_a_multirun_tree(tmp_path):
     assert r["cost_per_indep"] == pytest.approx(2 * r["tau_M"] / 1000.0)
     assert r["cost_per_indep_err"] == pytest.approx(2 * r["tau_M_err"] / 1000.0)
     assert (r["training_seconds"], r["flow_mh_acceptance"]) == (12.5, 0.4)
+    # no results.json "cost" (written before it existed): rebuilt from the config, 10 leapfrog steps
+    # of S̃ per trajectory, each one flow pass
+    assert r["force_evals_per_indep"] == pytest.approx(2 * r["tau_M"] * 10)
+    assert r["force_evals_per_indep_err"] == pytest.approx(2 * r["tau_M_err"] * 10)
+    assert r["flow_evals_per_indep"] == r["force_evals_per_indep"]
 
     out = tmp_path / "rep"
     with warnings.catch_warnings():

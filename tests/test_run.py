@@ -68,6 +68,8 @@ def check_artifacts(run_dir, results, cfg):
             assert data.sample_stats["accepted"].shape == (block["num_chains"], block["num_traj"])
             assert not (run_dir / "state").exists()  # removed once finished (keep_state=false)
         assert list((run_dir / "plots").glob(f"{label}_*.png")), f"no plots of {label}"
+    for label, block in results["runs"].items():
+        check_cost(block, results, cfg)
     if "training" in results:
         graphdef, params, flow_config = io.load_flow(run_dir)
         assert flow_config["kernel_size"] == cfg.flow.kernel_size
@@ -75,6 +77,37 @@ def check_artifacts(run_dir, results, cfg):
         assert len(history["loss"]) == 20
         assert (run_dir / "plots" / "training.png").is_file()
     assert io.load_config(run_dir).experiment == cfg.experiment
+
+
+def _hand_setup_seconds(training):
+    """Training seconds of every level plus each level's prior-ensemble generation seconds."""
+    if not training:
+        return 0.0
+    ens = training.get("prior", {}).get("ensemble_meta", {}).get("seconds", 0.0)
+    return training["seconds"] + ens + _hand_setup_seconds(training.get("coarse"))
+
+
+def check_cost(block, results, cfg):
+    """results.json ``cost`` against a hand computation from the block's own numbers."""
+    cost, s = block["cost"], cfg.sampler
+    tau, tau_err = block["tau_int"]["M"][:2]
+    n = block["num_chains"] * block["num_traj"]
+    steps = {"leapfrog": 1, "omelyan": 2}[s.integrator] * s.num_steps
+    force, flow = {"hmc": (steps, 0), "fhmc": (steps, steps), "imh": (0, 1)}.get(block["sampler"], (None, 0))
+    if block["sampler"] == "nuts":
+        assert cost["per_traj"]["force_evals"] >= 1
+        force = cost["per_traj"]["force_evals"]
+    assert (cost["per_traj"]["force_evals"], cost["per_traj"]["flow_evals"]) == (force, flow)
+    assert cost["per_traj"]["seconds"] == pytest.approx(block["seconds"] / n)
+    assert cost["per_indep"]["force_evals"] == pytest.approx([2 * tau * force, 2 * tau_err * force])
+    assert cost["per_indep"]["seconds"] == pytest.approx([2 * tau * block["seconds"] / n,
+                                                          2 * tau_err * block["seconds"] / n])
+    uses_flow = block["sampler"] in ("fhmc", "imh")
+    training = (results.get("trainings", {}).get(block.get("prior")) or results.get("training")) if uses_flow else None
+    setup = _hand_setup_seconds(training)
+    assert cost["setup_seconds"] == pytest.approx(setup)
+    total = setup + block["therm_seconds"] + block["seconds"]
+    assert cost["amortised_seconds_per_indep"][0] == pytest.approx(2 * tau * total / n)
 
 
 def check_run_block(hmc):

@@ -334,16 +334,18 @@ def _label_log_axis(axis, values) -> None:
 
 
 def plot_tau_vs_kernel_size(points: Mapping[str, Mapping[str, Sequence[float]]], *, name: str = "M") -> Figure:
-    """τ_int and the cost per independent sample 2τ_int/(trajectories per second) vs the flow's
-    kernel size. ``points``: ``series label -> {"k", "tau", "tau_err", "cost", "cost_err"}``."""
-    fig = Figure(figsize=(9, 3.4), layout="constrained")
-    ax_tau, ax_cost = fig.subplots(1, 2)
+    """τ_int and the cost per independent sample vs the flow's kernel size: in force evaluations
+    2τ_int·F (machine-independent, first) and in seconds 2τ_int/(trajectories per second).
+    ``points``: ``series label -> {"k", "tau", "tau_err", "evals", "evals_err", "cost", "cost_err"}``."""
+    fig = Figure(figsize=(12, 3.4), layout="constrained")
+    ax_tau, ax_evals, ax_cost = fig.subplots(1, 3)
     for i, (series, p) in enumerate(points.items()):
-        ax_tau.errorbar(p["k"], p["tau"], yerr=p["tau_err"], fmt="o-", color=f"C{i}", capsize=2, label=series)
-        ax_cost.errorbar(p["k"], p["cost"], yerr=p["cost_err"], fmt="o-", color=f"C{i}", capsize=2, label=series)
+        for ax, key in ((ax_tau, "tau"), (ax_evals, "evals"), (ax_cost, "cost")):
+            ax.errorbar(p["k"], p[key], yerr=p[f"{key}_err"], fmt="o-", color=f"C{i}", capsize=2, label=series)
     ax_tau.set_ylabel(f"τ_int({name}) [trajectories]")
+    ax_evals.set_ylabel("force evaluations per independent sample")
     ax_cost.set_ylabel("seconds per independent sample")
-    for ax in (ax_tau, ax_cost):
+    for ax in (ax_tau, ax_evals, ax_cost):
         ax.set_xlabel("kernel size k")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # k is an odd integer: no k = 3.5
         ax.legend(fontsize=8)

@@ -19,10 +19,14 @@ Collects every ``results.json`` at or below ``<dir>`` (a run directory, a Hydra 
 * ``tau_vs_kernel_size.png`` — τ_int(M) and the cost vs kernel size per (sampler, L, prior), only when
   some series has ≥ 2 kernel sizes.
 
-Cost per independent sample: ``2 τ_int / traj_per_second`` seconds, with τ_int in trajectories and
-``traj_per_second`` the chain-trajectories per second of the whole run (all chains), i.e. the wall
-time the run spends per statistically independent configuration (docs/performance.md); its error is
-``2 δτ_int / traj_per_second`` (timing noise neglected). Training time is listed separately.
+Cost per independent sample, first in the machine-independent unit: force evaluations ``2 τ_int F``
+(F per chain-trajectory; for flow samplers also flow passes, results.json ``cost``,
+:func:`trivflow.summary.cost_block`), then seconds ``2 τ_int / traj_per_second``, with τ_int in
+trajectories and ``traj_per_second`` the chain-trajectories per second of the whole run (all chains),
+i.e. the wall time the run spends per statistically independent configuration (docs/performance.md);
+errors ``2 δτ_int × …`` (timing noise neglected). Training time is listed separately and in the
+amortised seconds per independent sample (training, prior ensembles and thermalisation included).
+Runs written before results.json had ``cost`` get F from their config (HMC, FHMC, independence MH).
 
 Ratios: r = τ / τ_HMC with δr = |r| √((δτ/τ)² + (δτ_HMC/τ_HMC)²) (independent chains;
 :func:`trivflow.formatting.ratio`); the cost ratio likewise. The reference is the plain-HMC row
@@ -49,9 +53,11 @@ from .formatting import paren, ratio
 __all__ = ["ZFit", "add_ratios", "collect", "effective_config", "fit_z", "main", "write_report"]
 
 COLUMNS = ["job", "experiment", "label", "L", "beta", "kernel_size", "num_layers", "prior", "sampler", "acceptance",
-           "tau_M", "tau_M_err", "tau_M_window", "tau_M_reliable", "xi", "xi_err", "traj_per_second", "cost_per_indep",
-           "cost_per_indep_err", "tau_M_ratio_hmc", "tau_M_ratio_hmc_err", "cost_ratio_hmc", "cost_ratio_hmc_err",
-           "training_seconds", "flow_mh_acceptance", "overrides", "duplicate_of"]
+           "tau_M", "tau_M_err", "tau_M_window", "tau_M_reliable", "xi", "xi_err", "traj_per_second",
+           "force_evals_per_indep", "force_evals_per_indep_err", "flow_evals_per_indep", "flow_evals_per_indep_err",
+           "cost_per_indep", "cost_per_indep_err", "tau_M_ratio_hmc", "tau_M_ratio_hmc_err", "cost_ratio_hmc", "cost_ratio_hmc_err",
+           "training_seconds", "amortised_per_indep", "amortised_per_indep_err", "flow_mh_acceptance", "overrides",
+           "duplicate_of"]
 
 
 class ZFit(NamedTuple):
@@ -187,6 +193,7 @@ def collect(directory) -> list[dict]:
             tau, tau_err = _pair(block["tau_int"], "M")
             xi, xi_err = _pair(block["observables"], "xi")
             tps = block.get("traj_per_second")
+            cost = _cost(block, results.get("config", {}).get("sampler", {}))
             ok = tau is not None and tps is not None and tps > 0
             job = str(run_dir.relative_to(root))
             effective = effective_config(results, label)
@@ -212,9 +219,14 @@ def collect(directory) -> list[dict]:
                 "xi": xi,
                 "xi_err": xi_err,
                 "traj_per_second": tps,
+                **{f"{k}_per_indep{e}": cost["per_indep"][k][i] if cost else None
+                   for k in ("force_evals", "flow_evals") for i, e in enumerate(("", "_err"))},
                 "cost_per_indep": 2 * tau / tps if ok else None,
                 "cost_per_indep_err": 2 * tau_err / tps if ok and tau_err is not None else None,
                 "training_seconds": training.get("seconds") if uses_flow else None,
+                "amortised_per_indep": (block.get("cost") or {}).get("amortised_seconds_per_indep", [None])[0],
+                "amortised_per_indep_err": (block.get("cost") or {}).get("amortised_seconds_per_indep",
+                                                                           [None, None])[1],
                 "flow_mh_acceptance": training.get("mh_acceptance") if uses_flow else None,
                 "overrides": overrides,
                 "duplicate_of": duplicate_of,
@@ -225,6 +237,21 @@ def collect(directory) -> list[dict]:
     for r in rows:  # the lattice point's d and λ served add_ratios only
         del r["_d"], r["_lam"]
     return rows
+
+
+def _cost(block: dict, sampler_cfg: dict) -> dict | None:
+    """The run's ``cost`` block; for a run written before it existed, rebuilt from its τ_int and the
+    sampler config (NUTS, whose steps per sample vary, excepted). None when it cannot be known."""
+    from .summary import cost_block, evaluations_per_traj
+
+    if "cost" in block:
+        return block["cost"]
+    try:
+        per_traj = evaluations_per_traj(block["sampler"], num_steps=sampler_cfg.get("num_steps"),
+                                        integrator=sampler_cfg.get("integrator", "leapfrog"))
+        return cost_block(block, per_traj, primary="M" if "M" in block["tau_int"] else None)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _series(row, *keys) -> str:
@@ -242,17 +269,21 @@ def _fmt(v, err=None) -> str:
 def markdown_table(rows: list[dict]) -> str:
     """The rows as a GitHub Markdown table, value and error columns merged in parenthesis notation."""
     head = ["job", "experiment", "label", "L", "beta", "k", "layers", "prior", "sampler", "acceptance", "tau_int(M)",
-            "xi", "traj/s", "s per indep. sample", "tau/tau_HMC", "cost/cost_HMC", "training s", "flow MH acc.",
+            "xi", "traj/s", "force evals per indep. sample", "flow passes per indep. sample", "s per indep. sample",
+            "tau/tau_HMC", "cost/cost_HMC", "training s", "s per indep. sample, training included", "flow MH acc.",
             "overrides", "duplicate of"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["job"], r["experiment"], r["label"], r["L"], r["beta"], r["kernel_size"], r["num_layers"],
                  r["prior"], r["sampler"], _fmt(r["acceptance"]), _fmt(r["tau_M"], r["tau_M_err"]),
                  _fmt(r["xi"], r["xi_err"]), _fmt(r["traj_per_second"]),
+                 _fmt(r["force_evals_per_indep"], r["force_evals_per_indep_err"]) if r["force_evals_per_indep"] else "",
+                 _fmt(r["flow_evals_per_indep"], r["flow_evals_per_indep_err"]) if r["flow_evals_per_indep"] else "",
                  _fmt(r["cost_per_indep"], r["cost_per_indep_err"]),
                  _fmt(r["tau_M_ratio_hmc"], r["tau_M_ratio_hmc_err"]) if r["tau_M_ratio_hmc"] is not None else "",
                  _fmt(r["cost_ratio_hmc"], r["cost_ratio_hmc_err"]) if r["cost_ratio_hmc"] is not None else "",
-                 _fmt(r["training_seconds"]), _fmt(r["flow_mh_acceptance"]),
+                 _fmt(r["training_seconds"]), _fmt(r["amortised_per_indep"], r["amortised_per_indep_err"]),
+                 _fmt(r["flow_mh_acceptance"]),
                  f"`{r['overrides']}`" if r["overrides"] else "", r["duplicate_of"]]
         lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
@@ -316,9 +347,10 @@ def write_report(directory, out_dir=None) -> dict[str, Path]:
     kpoints = defaultdict(lambda: defaultdict(list))
     for r in sorted(rows, key=lambda r: (r["kernel_size"] if isinstance(r["kernel_size"], int) else -1)):
         if (isinstance(r["kernel_size"], int) and r["tau_M_reliable"] and r["duplicate_of"] is None
-                and None not in (r["tau_M"], r["tau_M_err"], r["cost_per_indep"])):
+                and None not in (r["tau_M"], r["tau_M_err"], r["cost_per_indep"], r["force_evals_per_indep"])):
             p = kpoints[_series(r, "L", "prior")]
             for k, v in (("k", r["kernel_size"]), ("tau", r["tau_M"]), ("tau_err", r["tau_M_err"]),
+                         ("evals", r["force_evals_per_indep"]), ("evals_err", r["force_evals_per_indep_err"]),
                          ("cost", r["cost_per_indep"]), ("cost_err", r["cost_per_indep_err"])):
                 p[k].append(v)
     kpoints = {s: dict(p) for s, p in kpoints.items() if len(set(p["k"])) >= 2}

@@ -394,7 +394,7 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
     from ..io import write_chains
     from ..lattice.observables import default_plateau
     from ..plots import PLOTS_DIR, plot_run
-    from ..summary import summarize_run
+    from ..summary import cost_block, evaluations_per_traj, setup_seconds, summarize_run
 
     beta_note = beta_source(theory, cfg.action.name)
     log.info("lattice %s: beta %s", theory, beta_note)
@@ -429,6 +429,11 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
                                             "initial": cfg.sampler.traj_length / cfg.sampler.num_steps}
         if job.prior is not None:
             runs[job.label]["prior"] = job.prior
+        used_flow = flows.get(job.prior) if job.sampler in ("fhmc", "imh") else None
+        per_traj = evaluations_per_traj(job.sampler, num_steps=cfg.sampler.num_steps,
+                                        integrator=cfg.sampler.integrator, nuts_steps=result.extra.get("num_steps"))
+        runs[job.label]["cost"] = cost_block(runs[job.label], per_traj, primary=th.primary_observable,
+                                             setup=setup_seconds(used_flow.training if used_flow else None))
         chains[job.label] = (result, job.sampler, th)
     flow = flows.get(cfg.prior.name)
 
@@ -472,6 +477,18 @@ def _diagnostics_line(diag: dict) -> str:
     return "  R-hat (ESS bulk, tail): " + "   ".join(parts)
 
 
+def _cost_line(cost: dict) -> str:
+    """``cost per independent sample: 1.3(1)e+02 force evals, 0 flow evals, 2.1(2)e-05 s (…)``."""
+    per = cost["per_indep"]
+    parts = [f"{paren_pair(per[k])} {k.replace('_', ' ')}" for k in ("force_evals", "flow_evals") if per[k][0]]
+    parts.append(f"{paren_pair(per['seconds'])} s")
+    line = "  cost per independent sample: " + ", ".join(parts)
+    if cost.get("setup_seconds"):
+        line += (f"; with {cost['setup_seconds']:.1f} s of training and ensembles: "
+                 f"{paren_pair(cost['amortised_seconds_per_indep'])} s")
+    return line
+
+
 def _reference_run(runs: dict) -> str | None:
     """The plain-HMC run that τ_int ratios are quoted against, if the job has one."""
     return next((name for name, r in runs.items() if r.get("sampler") == "hmc" and "@" not in name), None)
@@ -511,6 +528,8 @@ def format_summary(results: dict) -> str:
             lines.append(f"  tau_int({primary}) / {reference}'s: {paren(*ratio(tau_p[0], tau_p[1], ref[0], ref[1]))}")
         lines.append(f"  {r['traj_per_second']:.4g} chain-trajectories/s ({r['seconds']:.1f} s sampling, "
                      f"{r['compile_seconds']:.1f} s compile)")
+        if "cost" in r:
+            lines.append(_cost_line(r["cost"]))
         if "exact" in r:
             ex = r["exact"]
             lines.append("  exact (free theory): " + "   ".join(
