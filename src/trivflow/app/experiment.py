@@ -39,6 +39,14 @@ class TrainedFlow:
     prior: object = None  # the prior it was trained with (independence MH proposes from it)
 
 
+def field_dtype(cfg):
+    """The dtype of fields and flow parameters for ``cfg.precision`` (passed explicitly, so a
+    deliberate ``precision=float32`` run gets no :class:`~trivflow.dtypes.Float32Default` warning)."""
+    import jax.numpy as jnp
+
+    return jnp.float64 if cfg.precision == "float64" else jnp.float32
+
+
 def _flow_kwargs(cfg) -> dict:
     f = cfg.flow
     kernel = OmegaConf.to_object(f.kernel_size) if OmegaConf.is_config(f.kernel_size) else f.kernel_size
@@ -210,7 +218,7 @@ def train_level(level: FlowTraining, cfg, theory, out_dir: Path, *, progress: bo
     where.mkdir(parents=True, exist_ok=True)
     kwargs = _flow_kwargs(cfg)
     train_theory = dataclasses.replace(theory, L=level.L, beta=level.beta)
-    flow = Flow.from_module(*split_flow(build_flow(**kwargs)))
+    flow = Flow.from_module(*split_flow(build_flow(**kwargs, dtype=field_dtype(cfg))))
     prior, prior_info = make_prior(level.prior, L_train=level.L, d=theory.d, lam=theory.lam, seed=cfg.seed,
                                    directory=out_dir / "priors", progress=progress)
     action_fn = train_theory.action_fn
@@ -316,7 +324,7 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
 
     s = cfg.sampler
     key_init, key_run = jax.random.split(jax.random.key(cfg.seed))
-    positions = theory.random_field(key_init, s.num_chains)
+    positions = theory.random_field(key_init, s.num_chains, field_dtype(cfg))
     theory_params = theory.params(positions.dtype)
     desc = f"{name.upper()} L={theory.L}"
     resumable = dict(state_path=state_path, save_every=s.checkpoint_every,

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..dtypes import default_float
 from ..errors import ParameterError, must_be
 from . import adaptation
 from .chunks import chunk_function, compiled
@@ -417,6 +418,7 @@ def run_chains(
 
 
 def random_positions(key, num_chains: int, shape: tuple[int, ...], dtype=None) -> jnp.ndarray:
-    """Hot start: independent N(0, 1) configurations, shape ``(num_chains, *shape)``."""
-    dtype = dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    """Hot start: independent N(0, 1) configurations, shape ``(num_chains, *shape)``; ``dtype``
+    None: float64 (float32 with a :class:`~trivflow.dtypes.Float32Default` warning when x64 is off)."""
+    dtype = dtype or default_float("hmc.random_positions")
     return jax.random.normal(key, (num_chains, *shape), dtype)
