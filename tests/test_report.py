@@ -74,7 +74,8 @@ def _fake_job(path, *, L, beta, k, tau, xi, tps=1000.0, sampler="fhmc", override
                       "num_chains": 10, "num_traj": 100, "seconds": 1000 / tps, "therm_seconds": 0.0}}
     if sampler in report.FLOW_SAMPLERS:
         runs[sampler]["prior"] = "gaussian"
-    results = {"experiment": "sweep", "config": {"sampler": {"num_steps": 10, "integrator": "leapfrog"}}, "lattice": {"L": L, "d": 2, "beta": beta, "lam": 0.5}, "runs": runs,
+    results = {"experiment": "sweep", "config": {"sampler": {"num_steps": 10, "integrator": "leapfrog"}},
+               "lattice": {"L": L, "d": 2, "beta": beta, "lam": 0.5}, "runs": runs,
                "flow": {"kernel_size": k, "num_layers": 1}, "training": {"seconds": 12.5, "mh_acceptance": 0.4}}
     path.mkdir(parents=True)
     (path / "results.json").write_text(json.dumps(results))

@@ -55,7 +55,8 @@ __all__ = ["ZFit", "add_ratios", "collect", "effective_config", "fit_z", "main",
 COLUMNS = ["job", "experiment", "label", "L", "beta", "kernel_size", "num_layers", "prior", "sampler", "acceptance",
            "tau_M", "tau_M_err", "tau_M_window", "tau_M_reliable", "xi", "xi_err", "traj_per_second",
            "force_evals_per_indep", "force_evals_per_indep_err", "flow_evals_per_indep", "flow_evals_per_indep_err",
-           "cost_per_indep", "cost_per_indep_err", "tau_M_ratio_hmc", "tau_M_ratio_hmc_err", "cost_ratio_hmc", "cost_ratio_hmc_err",
+           "cost_per_indep", "cost_per_indep_err", "tau_M_ratio_hmc", "tau_M_ratio_hmc_err", "cost_ratio_hmc",
+           "cost_ratio_hmc_err",
            "training_seconds", "amortised_per_indep", "amortised_per_indep_err", "flow_mh_acceptance", "overrides",
            "duplicate_of"]
 
