@@ -486,14 +486,19 @@ def _diagnostics_line(diag: dict) -> str:
 
 
 def _cost_line(cost: dict) -> str:
-    """``cost per independent sample: 1.3(1)e+02 force evals, 0 flow evals, 2.1(2)e-05 s (…)``."""
+    """``cost per independent sample: 360(50) force evals (each a flow pass), 0.00084(11) s; …``
+    (:func:`trivflow.summary.cost_block`)."""
     per = cost["per_indep"]
-    parts = [f"{paren_pair(per[k])} {k.replace('_', ' ')}" for k in ("force_evals", "flow_evals") if per[k][0]]
+    force, flow = per["force_evals"], per["flow_evals"]
+    if force[0]:
+        parts = [f"{paren_pair(force)} force evals" + (" (each a flow pass)" if flow[0] else "")]
+    else:
+        parts = [f"{paren_pair(flow)} flow passes"] if flow[0] else []
     parts.append(f"{paren_pair(per['seconds'])} s")
     line = "  cost per independent sample: " + ", ".join(parts)
     if cost.get("setup_seconds"):
-        line += (f"; with {cost['setup_seconds']:.1f} s of training and ensembles: "
-                 f"{paren_pair(cost['amortised_seconds_per_indep'])} s")
+        line += (f"; {paren_pair(cost['amortised_seconds_per_indep'])} s with the "
+                 f"{cost['setup_seconds']:.1f} s of training and prior ensembles")
     return line
 
 
