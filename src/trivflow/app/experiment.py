@@ -396,7 +396,8 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
 
     from .resources import check_memory
 
-    device = configure_jax(cfg.precision, cfg.platform, cfg.get("compile_cache"))
+    device = configure_jax(cfg.precision, cfg.platform, cfg.get("compile_cache"),
+                           cache_max_gb=cfg.get("compile_cache_max_gb"))
     device["memory_estimate"] = check_memory(cfg, theory, jax.devices()[0],
                                              float_bytes=8 if cfg.precision == "float64" else 4)
     from ..io import write_chains
