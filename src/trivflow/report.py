@@ -14,9 +14,9 @@ Collects every ``results.json`` at or below ``<dir>`` (a run directory, a Hydra 
 * ``fits.json`` — the dynamical exponent z of every series with ≥ 2 distinct ξ (:func:`fit_z`);
   a series with two jobs of one effective configuration is refused (``{"refused": reason}``):
   they are one measurement twice, not two points (:func:`effective_config`);
-* ``tau_vs_xi.png`` — τ_int(M) vs ξ on log–log axes per series (sampler, kernel size, prior) with the
+* ``tau_vs_xi.png`` — τ_int(M) vs ξ on log–log axes per series (sampler, kernel size, layers, prior) with the
   fitted line, only when some series has ≥ 2 distinct ξ;
-* ``tau_vs_kernel_size.png`` — τ_int(M) and the cost vs kernel size per (sampler, L, prior), only when
+* ``tau_vs_kernel_size.png`` — τ_int(M) and the cost vs kernel size per (sampler, L, layers, prior), only when
   some series has ≥ 2 kernel sizes.
 
 Cost per independent sample, first in the machine-independent unit: force evaluations ``2 τ_int F``
