@@ -14,9 +14,9 @@ Collects every ``results.json`` at or below ``<dir>`` (a run directory, a Hydra 
 * ``fits.json`` — the dynamical exponent z of every series with ≥ 2 distinct ξ (:func:`fit_z`);
   a series with two jobs of one effective configuration is refused (``{"refused": reason}``):
   they are one measurement twice, not two points (:func:`effective_config`);
-* ``tau_vs_xi.png`` — τ_int(M) vs ξ on log–log axes per series (sampler, kernel size, prior) with the
+* ``tau_vs_xi.png`` — τ_int(M) vs ξ on log–log axes per series (sampler, kernel size, layers, prior) with the
   fitted line, only when some series has ≥ 2 distinct ξ;
-* ``tau_vs_kernel_size.png`` — τ_int(M) and the cost vs kernel size per (sampler, L, prior), only when
+* ``tau_vs_kernel_size.png`` — τ_int(M) and the cost vs kernel size per (sampler, L, layers, prior), only when
   some series has ≥ 2 kernel sizes.
 
 Cost per independent sample, first in the machine-independent unit: force evaluations ``2 τ_int F``
@@ -256,8 +256,8 @@ def _cost(block: dict, sampler_cfg: dict) -> dict | None:
 
 
 def _series(row, *keys) -> str:
-    """Series name of a row: the sampler plus ``k=…``/``L=…`` for the given keys that are set."""
-    short = {"kernel_size": "k", "L": "L", "prior": "prior"}
+    """Series name of a row: the sampler plus ``k=…``/``layers=…``/``L=…`` for the given keys that are set."""
+    short = {"kernel_size": "k", "num_layers": "layers", "L": "L", "prior": "prior"}
     return " ".join([row["sampler"], *(f"{short[k]}={row[k]}" for k in keys if row[k] is not None)])
 
 
@@ -316,15 +316,16 @@ def write_report(directory, out_dir=None) -> dict[str, Path]:
     duplicated = {}  # series -> (row, the row it duplicates)
     for r in rows:
         if r["duplicate_of"] is not None:
-            duplicated.setdefault(_series(r, "kernel_size", "prior"), (f"{r['job']}:{r['label']}", r["duplicate_of"]))
+            duplicated.setdefault(_series(r, "kernel_size", "num_layers", "prior"),
+                                  (f"{r['job']}:{r['label']}", r["duplicate_of"]))
     for s, (dup, first) in duplicated.items():
         print(f"trivflow.report: refusing to fit {s}: {dup} ran the same effective configuration as {first} "
               "(its overrides change nothing its runs read), so they are one measurement twice, not two points",
               file=sys.stderr)
     for r in rows:
         if (r["tau_M_reliable"] and None not in (r["xi"], r["xi_err"], r["tau_M"], r["tau_M_err"])
-                and _series(r, "kernel_size", "prior") not in duplicated):
-            p = points[_series(r, "kernel_size", "prior")]
+                and _series(r, "kernel_size", "num_layers", "prior") not in duplicated):
+            p = points[_series(r, "kernel_size", "num_layers", "prior")]
             for k, v in (("xi", r["xi"]), ("xi_err", r["xi_err"]), ("tau", r["tau_M"]), ("tau_err", r["tau_M_err"])):
                 p[k].append(v)
     points = {s: p for s, p in points.items() if len(set(p["xi"])) >= 2}
@@ -344,12 +345,12 @@ def write_report(directory, out_dir=None) -> dict[str, Path]:
     if points:
         written["tau_vs_xi.png"] = save(plot_tau_vs_xi(points, fits), out / "tau_vs_xi.png")
 
-    # τ and cost vs kernel size per (sampler, L)
+    # τ and cost vs kernel size per (sampler, L, number of layers, prior)
     kpoints = defaultdict(lambda: defaultdict(list))
     for r in sorted(rows, key=lambda r: (r["kernel_size"] if isinstance(r["kernel_size"], int) else -1)):
         if (isinstance(r["kernel_size"], int) and r["tau_M_reliable"] and r["duplicate_of"] is None
                 and None not in (r["tau_M"], r["tau_M_err"], r["cost_per_indep"], r["force_evals_per_indep"])):
-            p = kpoints[_series(r, "L", "prior")]
+            p = kpoints[_series(r, "L", "num_layers", "prior")]
             for k, v in (("k", r["kernel_size"]), ("tau", r["tau_M"]), ("tau_err", r["tau_M_err"]),
                          ("evals", r["force_evals_per_indep"]), ("evals_err", r["force_evals_per_indep_err"]),
                          ("cost", r["cost_per_indep"]), ("cost_err", r["cost_per_indep_err"])):
