@@ -99,6 +99,8 @@ def test_collect_and_write_report_on_a_multirun_tree(tmp_path):
     assert r["cost_per_indep"] == pytest.approx(2 * r["tau_M"] / 1000.0)
     assert r["cost_per_indep_err"] == pytest.approx(2 * r["tau_M_err"] / 1000.0)
     assert (r["training_seconds"], r["flow_mh_acceptance"]) == (12.5, 0.4)
+    report.add_ratios(rows)  # public: works on collect()'s rows (no reference HMC here: None)
+    assert r["tau_M_ratio_hmc"] is None
     # no results.json "cost" (written before it existed): rebuilt from the config, 10 leapfrog steps
     # of S̃ per trajectory, each one flow pass
     assert r["force_evals_per_indep"] == pytest.approx(2 * r["tau_M"] * 10)

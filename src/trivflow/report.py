@@ -4,7 +4,7 @@ Collects every ``results.json`` at or below ``<dir>`` (a run directory, a Hydra 
 ``multirun/<exp>/<date>/`` with one ``<job num>/`` per job, or any tree of them) and writes into
 ``--out`` (default ``<dir>/report``):
 
-* ``table.md``, ``table.csv`` — one row per (job, run label): experiment, L, β, flow kernel size,
+* ``table.md``, ``table.csv`` — one row per (job, run label): experiment, L, d, β, λ, flow kernel size,
   number of layers and prior (flow samplers only), sampler, acceptance, τ_int(M) ± err, ξ ± err,
   chain-trajectories per second, cost per independent sample, the ratios of τ_int(M) and of the
   cost to plain HMC's at the same lattice point (:func:`add_ratios`), training seconds, the flow's
@@ -52,7 +52,8 @@ from .formatting import paren, ratio
 
 __all__ = ["ZFit", "add_ratios", "collect", "effective_config", "fit_z", "main", "write_report"]
 
-COLUMNS = ["job", "experiment", "label", "L", "beta", "kernel_size", "num_layers", "prior", "sampler", "acceptance",
+COLUMNS = ["job", "experiment", "label", "L", "d", "beta", "lam", "kernel_size", "num_layers", "prior", "sampler",
+           "acceptance",
            "tau_M", "tau_M_err", "tau_M_window", "tau_M_reliable", "xi", "xi_err", "traj_per_second",
            "force_evals_per_indep", "force_evals_per_indep_err", "flow_evals_per_indep", "flow_evals_per_indep_err",
            "cost_per_indep", "cost_per_indep_err", "tau_M_ratio_hmc", "tau_M_ratio_hmc_err", "cost_ratio_hmc",
@@ -155,7 +156,7 @@ def add_ratios(rows: list[dict]) -> None:
     the same job, else the only one in ``rows``; ``None`` where there is no reference (and for
     the reference itself)."""
     def point(r):
-        return (r["L"], r["_d"], r["beta"], r["_lam"])
+        return (r["L"], r["d"], r["beta"], r["lam"])
 
     hmc = [r for r in rows if r["sampler"] == "hmc" and "@" not in r["label"] and r["tau_M"] is not None]
     for r in rows:
@@ -205,7 +206,9 @@ def collect(directory) -> list[dict]:
                 "experiment": results.get("experiment"),
                 "label": label,
                 "L": lattice["L"],
+                "d": lattice.get("d"),
                 "beta": lattice["beta"],
+                "lam": lattice.get("lam"),
                 "kernel_size": flow.get("kernel_size") if uses_flow else None,
                 "num_layers": flow.get("num_layers") if uses_flow else None,
                 "prior": block.get("prior") if uses_flow else None,
@@ -231,12 +234,8 @@ def collect(directory) -> list[dict]:
                 "flow_mh_acceptance": training.get("mh_acceptance") if uses_flow else None,
                 "overrides": overrides,
                 "duplicate_of": duplicate_of,
-                "_d": lattice.get("d"),
-                "_lam": lattice.get("lam"),
             })
     add_ratios(rows)
-    for r in rows:  # the lattice point's d and λ served add_ratios only
-        del r["_d"], r["_lam"]
     return rows
 
 
