@@ -298,7 +298,8 @@ def run_chains(
               **({} if adapt is None else {"run_chains.adapt": repr(adapt)}),
               **(fingerprint or {})}
         files = RunFiles(state_path, fp)
-    states = jax.vmap(kernel.init, in_axes=(0, None))(positions, params)
+    # one compiled program: op-by-op dispatch of a vmapped flow (FHMC) costs seconds per call
+    states = jax.jit(jax.vmap(kernel.init, in_axes=(0, None)))(positions, params)
     da = None if adapt is None else adaptation.init(step_size, positions.dtype)
     clock = PhaseClock()
     t, series, phase = 0, Series(), "therm"
