@@ -201,7 +201,7 @@ class Config:
     quiet: bool = False  # batch jobs: no progress bars, only warnings and errors on the console
     plots: bool = True  # write PNG figures of the run into <run dir>/plots (trivflow.plots)
     compile_cache: Optional[str] = "default"  # JAX's persistent compile cache: a directory, default, or null (off)
-    compile_cache_max_gb: Optional[float] = 2.0  # the cache's size bound (least recently used evicted); null: none
+    compile_cache_max_gb: float = 2.0  # the cache's size bound in GiB (least recently used evicted)
 
 
 ACTIONS = tuple(THEORIES)  # the library's registry (trivflow.theory.THEORIES)
@@ -532,9 +532,11 @@ def validate(cfg: DictConfig | Config) -> Theory:
         _fail("platform", c.platform, f"one of {list(PLATFORMS)}")
     if c.compile_cache is not None and not str(c.compile_cache).strip():
         _fail("compile_cache", c.compile_cache, "a directory, 'default' (the user cache directory) or null (off)")
-    max_gb = getattr(c, "compile_cache_max_gb", None)
-    if max_gb is not None and not (isinstance(max_gb, (int, float)) and max_gb > 0):
-        _fail("compile_cache_max_gb", max_gb, "a positive number of GiB, or null (no bound)")
+    # always bounded: an unbounded process writes entries without the access-time files that a
+    # bounded one sharing the directory needs (trivflow.app.environment._stamp_unbounded_entries)
+    max_gb = getattr(c, "compile_cache_max_gb", 2.0)
+    if not (isinstance(max_gb, (int, float)) and max_gb > 0):
+        _fail("compile_cache_max_gb", max_gb, "a positive number of GiB (a large one for practically no bound)")
     if not ana.s_tau > 0:
         _fail("analysis.s_tau", ana.s_tau, "a positive number (ADerrors default 4, Wolff 1.5)")
     if ana.plateau is not None:

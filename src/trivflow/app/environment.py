@@ -57,9 +57,11 @@ def _stamp_unbounded_entries(path: Path) -> None:
 
     JAX's bounded cache (jax._src.lru_cache) keeps a ``<key>-atime`` file beside each
     ``<key>-cache`` and reads it for every entry when it evicts; an unbounded cache writes none.
-    A directory filled without a bound (trivflow before ``compile_cache_max_gb``, or
-    ``compile_cache_max_gb=null``) would make every later write fail with FileNotFoundError, so the
-    cache would silently stop caching."""
+    A directory filled without a bound (trivflow before ``compile_cache_max_gb``, or a library
+    call with ``max_gb=None``) would make every later write fail with FileNotFoundError, so the
+    cache would silently stop caching. An unbounded process writing while a bounded one runs has
+    the same effect on that one's writes (a warning per entry not cached): the application is
+    therefore always bounded."""
     for entry in path.glob("*-cache"):
         atime = entry.with_name(entry.name.removesuffix("-cache") + "-atime")
         if not atime.exists():
