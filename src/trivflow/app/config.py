@@ -21,13 +21,14 @@ from ..hmc.driver import validate_run_args
 from ..hmc.integrators import INTEGRATORS
 from ..lattice.theory import Phi4Theory
 from ..priors.factory import PRIOR_NAMES
-from ..theory import THEORIES, Theory, make_theory
+from ..theory import THEORIES, Theory, coupling_names, make_theory
 from ..tuning import automatic_bracket_available
 
 
 @dataclass
 class LatticeConfig:
-    """φ⁴ on an L^d periodic lattice (docs/theory.md#action)."""
+    """The lattice and the couplings: φ⁴ on an L^d periodic lattice (docs/theory.md#action) reads
+    all four; U(1) gauge theory (``action=u1``, docs/theory.md#u1) reads L, d (= 2) and beta."""
 
     L: int = 8
     d: int = 2
@@ -37,8 +38,9 @@ class LatticeConfig:
 
 @dataclass
 class ActionSchema:
-    """The action (docs/theory.md#action): ``phi4`` (λ from ``lattice.lam``) or ``free`` (λ = 0, exactly
-    solvable: results.json then carries the exact ⟨φ²⟩, χ and ξ beside the measured ones)."""
+    """The action (docs/theory.md#action): ``phi4`` (λ from ``lattice.lam``), ``free`` (λ = 0, exactly
+    solvable: results.json then carries the exact ⟨φ²⟩, χ and ξ beside the measured ones) or ``u1``
+    (2D U(1) gauge theory, docs/theory.md#u1, with the exact plaquette and ⟨Q²⟩)."""
 
     name: str = "phi4"
 
@@ -460,11 +462,14 @@ def _validate_hmc_options(c, smp, theory) -> None:
     if smp.adapt_step_size and smp.num_therm < 1:
         _fail("sampler.num_therm", smp.num_therm, ">= 1 with sampler.adapt_step_size=true (the step size is "
               "adapted during thermalization)")
+    if smp.fourier_mass is not None and tuple(theory.shape) != (theory.L,) * theory.d:
+        _fail("sampler.fourier_mass", smp.fourier_mass, f"null for action={theory.name} (the Fourier kernel "
+              f"M(p) acts on a scalar field of shape (L,)*d, not on shape {tuple(theory.shape)})")
     if smp.fourier_mass is not None:
         m2 = smp.fourier_mass
         if isinstance(m2, bool) or not isinstance(m2, (int, float)) or not 0 < m2 < float("inf"):
             exact = (f"; m^2 = 2 - 2 d beta = {2 - 2 * theory.d * theory.beta:g} is the free theory's exact kernel"
-                     if theory.lam == 0 else "")
+                     if getattr(theory, "lam", None) == 0 else "")
             _fail("sampler.fourier_mass", m2, "a positive number m^2 (M(p) = beta sum_mu 4 sin^2(p_mu/2) + m^2) or "
                   f"null{exact}")
         if theory.beta < 0:
@@ -489,8 +494,8 @@ def validate(cfg: DictConfig | Config) -> Theory:
         _fail("action.name", c.action.name, f"one of {list(ACTIONS)}")
     if c.action.name == "free" and lat.lam != 0:
         _fail("lattice.lam", lat.lam, "0 with action=free (the free theory has no quartic term)")
-    with config_keys(LATTICE_KEYS):
-        theory = make_theory(c.action.name, L=lat.L, d=lat.d, beta=lat.beta, lam=lat.lam)
+    with config_keys(LATTICE_KEYS):  # each theory takes its own lattice.* keys (φ⁴: L, d, beta, lam; u1: L, d, beta)
+        theory = make_theory(c.action.name, **{k: getattr(lat, k) for k in coupling_names(c.action.name)})
     for i, spec in enumerate(sampler_specs(c)):
         key = "sampler.name" if i == 0 else "baselines"
         if spec.sampler not in SAMPLERS or (i == 0 and spec.prior is not None):
@@ -539,6 +544,9 @@ def validate(cfg: DictConfig | Config) -> Theory:
             _fail("analysis.plateau", t, f"[t_min, t_max] with 1 <= t_min <= t_max <= L/2 - 1 = {lat.L // 2 - 1}")
     if c.task not in TASKS:
         _fail("task", c.task, f"one of {list(TASKS)}")
+    if c.task == "tune_beta" and "xi" not in theory.headline:
+        _fail("task", c.task, f"'sample' for action={c.action.name} (task=tune_beta tunes beta to a correlation "
+              "length xi, which this theory does not measure)")
     if c.task == "tune_beta":
         validate_tune(c, theory)
     elif needs_flow(c):
@@ -554,11 +562,18 @@ def _override_key(override: str) -> str:
 
 def _unread_reason(key: str, c) -> str | None:
     """Why no stage of the run described by ``c`` reads ``key`` and what would make it count,
-    or None when some stage reads it. The rules follow the pipeline (docs/architecture.md): the
+    or None when some stage reads it. The rules follow the pipeline (docs/architecture.md): a
+    ``lattice.*`` key is read only by a theory that has that coupling (``lattice.lam`` is φ⁴'s, not
+    U(1)'s: :func:`trivflow.theory.coupling_names`); the
     flow, its training and its prior exist only for flow samplers; ``tune.*`` and ``target_xi``
     only for ``task=tune_beta``; ``sampler.batch_size`` only for independence MH and
     ``sampler.target_accept`` only for NUTS and for hmc/fhmc with ``sampler.adapt_step_size``."""
     group = key.split(".", 1)[0]
+    if group == "lattice" and key != "lattice" and c.action.name in THEORIES:
+        coupling = key.split(".", 1)[1]
+        if coupling not in coupling_names(c.action.name):
+            return (f"action={c.action.name} has no coupling {coupling} (it reads lattice."
+                    + ", lattice.".join(coupling_names(c.action.name)) + ")")
     samplers = [spec.sampler for spec in sampler_specs(c)]
     running = f"sampler={c.sampler.name}" + (f", baselines={list(c.baselines)}" if c.baselines else "")
     if group in ("flow", "train", "prior") and c.task != "tune_beta" and not needs_flow(c):

@@ -482,7 +482,7 @@ def format_summary(results: dict) -> str:
     (:mod:`trivflow.formatting`), the multi-chain diagnostics, and each run's τ_int of the primary
     observable as a ratio to plain HMC's (propagated error) when the job ran HMC beside it."""
     lat = results["lattice"]
-    lines = [f"L={lat['L']} d={lat['d']} beta={lat['beta']} lam={lat['lam']}"
+    lines = [" ".join(f"{k}={v}" for k, v in lat.items())  # the theory's geometry and couplings (to_dict)
              + (f"   (beta {results['beta_source']})" if "beta_source" in results else "")]
     if "training" in results:
         tr = results["training"]
@@ -511,10 +511,12 @@ def format_summary(results: dict) -> str:
             lines.append(f"  tau_int({primary}) / {reference}'s: {paren(*ratio(tau_p[0], tau_p[1], ref[0], ref[1]))}")
         lines.append(f"  {r['traj_per_second']:.4g} chain-trajectories/s ({r['seconds']:.1f} s sampling, "
                      f"{r['compile_seconds']:.1f} s compile)")
-        if "exact" in r:
+        if "exact" in r:  # the theory's exact values, those of the headline first
             ex = r["exact"]
-            lines.append("  exact (free theory): " + "   ".join(
-                f"{k} {ex[k]:.5g}" for k in ("chi", "G0", "xi") if ex.get(k) is not None))
+            keys = [k for k in (headline or ()) if ex.get(k) is not None]
+            keys += [k for k, v in ex.items() if v is not None and k not in keys]
+            lines.append(f"  exact ({'free theory' if action in ('free', 'phi4') else action}): "
+                         + "   ".join(f"{_LABELS.get(k, k)} {ex[k]:.5g}" for k in keys))
         lines += [f"  WARNING {w}" for w in r.get("warnings", [])]
     if results.get("chains"):
         lines.append("chains (ArviZ netCDF, trivflow.io.load_chains): " + ", ".join(results["chains"].values()))
