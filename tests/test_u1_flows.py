@@ -116,3 +116,96 @@ def test_imh_with_an_untrained_flow_reproduces_the_exact_plaquette(flow):
     mean, err = block["observables"]["plaquette"]
     assert abs(mean - block["exact"]["plaquette"]) < 4 * err, (mean, err, block["exact"]["plaquette"])
     assert 0.01 < block["acceptance"] < 0.9
+
+
+# --- checkpoints and the application ----------------------------------------------------------
+
+import json  # noqa: E402
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+import trivflow  # noqa: E402
+from trivflow.app.config import refuse_unread_overrides, register_configs, validate  # noqa: E402
+from trivflow.gauge.flows import U1_FLOWS  # noqa: E402
+
+CONF = str(Path(trivflow.__file__).parent / "conf")
+register_configs()
+
+
+def composed(overrides):
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        return compose(config_name="config", overrides=overrides)
+
+
+def test_gauge_checkpoint_round_trip_keeps_trained_parameters(tmp_path):
+    config = GaugeFlowConfig(num_layers=2, hidden_channels=(4,), components=2)
+    flow = U1_FLOWS.build(config)
+    trained = jax.tree_util.tree_map(lambda p: p + 0.1, flow)  # parameters unlike any initialisation
+    U1_FLOWS.save(tmp_path / "flow", trained, config, {"lattice": {"L": 4, "d": 2, "beta": 2.0}, "prior": "haar"})
+    loaded, stored = U1_FLOWS.load(tmp_path / "flow")
+    assert stored["family"] == "u1_equivariant" and stored["lattice"]["L"] == 4
+    theta = random_links(jax.random.key(5), 8)  # another L than the training one
+    for a, b in zip(trained.forward(theta), loaded.forward(theta)):
+        np.testing.assert_allclose(b, a, rtol=1e-14)
+    assert float(flow.forward(theta)[1]) != pytest.approx(float(trained.forward(theta)[1]))
+
+
+def test_action_u1_selects_gauge_flow_and_haar_prior_and_refuses_bad_flow_input(tmp_path):
+    cfg = composed(["action=u1", "sampler=fhmc"])
+    assert cfg.flow.num_layers == 8 and cfg.flow.components == 4 and cfg.prior.name == "haar"
+    validate(cfg)
+    bad = [
+        (["lattice.L=6"], "lattice.L=6 is invalid: expected a multiple of 4 for action=u1 with a flow sampler"),
+        (["prior=gaussian"], "prior.name='gaussian' is invalid: expected one of ['haar'] for action=u1"),
+        (["flow.components=0"], "flow.components must be an integer >= 1, got components=0"),
+        (["flow.kernel_size=4"], "flow.kernel_size must be an odd integer >= 1"),
+        (["volumes=[4,10]"], "volumes=10 is invalid: expected a multiple of 4"),
+    ]
+    for overrides, message in bad:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            validate(composed(["action=u1", "sampler=fhmc", *overrides]))
+    for overrides, message in [(["action=u1", "sampler=fhmc", "flow.output_activation=relu"],
+                                "the u1_equivariant flows of action=u1 do not read it"),
+                               (["action=u1", "sampler=fhmc", "prior.noise=0.5"],
+                                "the u1_equivariant flows of action=u1 do not read it (they read prior.name)"),
+                               (["sampler=fhmc", "flow.components=3"], "only the gauge flows of action=u1 read it")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            refuse_unread_overrides(composed(overrides), overrides)
+    refuse_unread_overrides(composed(["action=u1", "sampler=fhmc", "flow.components=3"]),
+                            ["action=u1", "sampler=fhmc", "flow.components=3"])
+
+
+def test_flow_checkpoints_of_the_other_theory_are_refused(tmp_path):
+    from trivflow.flows import build_flow, split_flow
+    from trivflow.training import save_flow
+
+    config = GaugeFlowConfig(num_layers=1, hidden_channels=(2,), components=1)
+    U1_FLOWS.save(tmp_path / "gauge", U1_FLOWS.build(config), config)
+    _, params = split_flow(build_flow(kernel_size=3))
+    save_flow(tmp_path / "phi4", params, {"kernel_size": 3, "num_layers": 1})
+    with pytest.raises(ValueError, match=re.escape("expected a u1_equivariant flow for action=u1 (the checkpoint")):
+        validate(composed(["action=u1", "sampler=fhmc", f"flow.checkpoint={tmp_path / 'phi4'}"]))
+    with pytest.raises(ValueError, match=re.escape("expected a phi4 coupling flow for action=phi4 (the checkpoint")):
+        validate(composed(["sampler=fhmc", f"flow.checkpoint={tmp_path / 'gauge'}"]))
+    validate(composed(["action=u1", "sampler=fhmc", f"flow.checkpoint={tmp_path / 'gauge'}"]))
+
+
+@pytest.mark.slow  # ~90 s on a shared 2-core CPU: trains a flow, runs fhmc, imh and hmc, reuses the flow at L=8
+def test_app_trains_a_gauge_flow_samples_with_fhmc_and_imh_and_reuses_the_checkpoint(tmp_path):
+    from trivflow.app.experiment import run
+
+    tiny = ["action=u1", "lattice.L=4", "lattice.beta=2", "sampler.num_traj=200", "sampler.num_chains=4",
+            "sampler.num_therm=20", "train.steps=40", "train.batch_size=32", "train.log_every=10",
+            "flow.hidden_channels=[4]", "sampler.batch_size=100", "progress=false", "compile_cache=null"]
+    results = run(composed([*tiny, "sampler=fhmc", "baselines=[imh]"]), tmp_path / "a")
+    assert results["training"]["steps"] == 40 and results["flow"]["family"] == "u1_equivariant"
+    for label in ("fhmc", "imh"):
+        block = results["runs"][label]
+        assert list(block["tau_int"]) == ["Q", "Q2", "plaquette"] and "plaquette" in block["exact"]
+    assert results["runs"]["fhmc"]["acceptance"] > 0.5
+    stored = json.loads((tmp_path / "a" / "flow" / "flow_config.json").read_text())
+    assert stored["lattice"] == {"L": 4, "d": 2, "beta": 2.0} and stored["prior"] == "haar"
+    reused = run(composed([*tiny, "sampler=fhmc", "lattice.L=8", f"flow.checkpoint={tmp_path / 'a'}"]), tmp_path / "b")
+    assert "training" not in reused and reused["runs"]["fhmc"]["lattice"]["L"] == 8

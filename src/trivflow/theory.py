@@ -92,6 +92,14 @@ class Theory(Protocol):
         """Geometry and couplings as JSON (results.json ``lattice``; the chains files' attributes)."""
 
 
+def flow_family(theory):
+    """The flows of ``theory`` (a theory class or object): its optional ``flow_family`` (U(1):
+    :data:`trivflow.gauge.flows.U1_FLOWS`, which builds, trains from its prior, saves and loads
+    gauge-equivariant flows), or None for trivflow's φ⁴ coupling flows (:mod:`trivflow.flows`)."""
+    family = getattr(theory, "flow_family", None)
+    return family.fget(theory) if isinstance(family, property) else family
+
+
 #: ``action=`` → the class that implements it
 THEORIES: dict[str, type] = {"phi4": Phi4Theory, "free": FreeTheory, "u1": U1Theory}
 

@@ -21,7 +21,7 @@ from ..hmc.driver import validate_run_args
 from ..hmc.integrators import INTEGRATORS
 from ..lattice.theory import Phi4Theory
 from ..priors.factory import PRIOR_NAMES
-from ..theory import THEORIES, Theory, coupling_names, make_theory
+from ..theory import THEORIES, Theory, coupling_names, flow_family, make_theory
 from ..tuning import automatic_bracket_available
 
 
@@ -90,6 +90,10 @@ class FlowSchema:
 
     ``checkpoint``: a flow directory (``<run>/flow``) or a run directory to sample with a
     trained flow instead of training one.
+
+    ``action=u1`` builds gauge-equivariant flows instead (:mod:`trivflow.gauge.flows`,
+    ``flow=u1_equivariant``): they read num_layers, kernel_size, hidden_channels, components,
+    activation, seed and checkpoint.
     """
 
     kernel_size: Any = 3  # odd int, or one odd int per layer
@@ -99,6 +103,7 @@ class FlowSchema:
     output_activation: str = "tanh"
     seed: int = 0
     compute_dtype: Optional[str] = None  # None: exact (field dtype); "float32": faster, ~1e-7 perturbation
+    components: int = 4  # action=u1's gauge flows: components of the circle maps (mixtures of NCPs)
     checkpoint: Optional[str] = None
 
 
@@ -236,7 +241,7 @@ SAMPLER_KEYS = {"step_size": "sampler.step_size", "num_traj": "sampler.num_traj"
                 "save_every": "sampler.checkpoint_every", "target_accept": "sampler.target_accept",
                 "fourier_mass": "sampler.fourier_mass", "momentum_draw": "sampler.momentum_draw"}
 FLOW_KEYS = {name: f"flow.{name}" for name in ("kernel_size", "num_layers", "hidden_channels", "activation",
-                                                "output_activation", "seed", "compute_dtype")}
+                                                "output_activation", "seed", "compute_dtype", "components")}
 TRAIN_KEYS = {"steps": "train.steps", "batch_size": "train.batch_size", "lr": "train.lr",
               "log_every": "train.log_every", "save_every": "train.checkpoint_every", "L": "train.L",
               "beta": "train.beta"}
@@ -308,6 +313,10 @@ def _validate_checkpoint(c) -> None:
 
     f = c.flow
     path = checkpoint_dir(f.checkpoint)
+    family = _read_stored_flow(f.checkpoint, path).get("family") if (path / "flow_config.json").is_file() else None
+    if family is not None:  # a flow of another theory's family (a U(1) gauge flow)
+        _fail("flow.checkpoint", f.checkpoint, f"a phi4 coupling flow for action={c.action.name} (the checkpoint "
+              f"{str(path)!r} holds a {family} flow)")
     try:
         stored = read_flow_config(path)
     except FileNotFoundError as err:
@@ -353,12 +362,81 @@ def baseline_priors(c) -> list[str]:
     return [p for i, p in enumerate(out) if p != c.prior.name and p not in out[:i]]
 
 
+def _prior_names(theory) -> tuple[str, ...]:
+    """The ``prior.name`` values a flow of ``theory`` trains from."""
+    family = flow_family(theory)
+    return PRIORS if family is None else family.prior_names
+
+
+def _check_train_keys(c, theory) -> None:
+    """``train.*`` of a flow that is trained in this run."""
+    t = c.train
+    for key, value, minimum in (("train.steps", t.steps, 1), ("train.batch_size", t.batch_size, 2),
+                                ("train.log_every", t.log_every, 1)):
+        if value < minimum:
+            _fail(key, value, f"an integer >= {minimum}")
+    if not t.lr > 0:
+        _fail("train.lr", t.lr, "a positive learning rate")
+    if t.beta is not None:
+        with config_keys(TRAIN_KEYS):  # the training couplings
+            dataclasses.replace(theory, L=t.L or theory.L, beta=t.beta)
+
+
+def _validate_family_flow(c, theory, family) -> None:
+    """The flows of a theory with its own flow family (U(1): gauge-equivariant couplings): the
+    family's ``flow.*`` keys, extents it can act on, its priors, a checkpoint of that family."""
+    f, t = c.flow, c.train
+    with config_keys(FLOW_KEYS):
+        family.config(vars(f))
+    m = family.extent_multiple
+    for key, L in [("lattice.L", theory.L), ("train.L", t.L), *[("volumes", v) for v in c.volumes]]:
+        if L is not None and L % m:
+            _fail(key, L, f"a multiple of {m} for action={theory.name} with a flow sampler (the {family.name} "
+                  f"flow's masks have period {m})")
+    if c.prior.name not in family.prior_names:
+        _fail("prior.name", c.prior.name, f"one of {list(family.prior_names)} for action={theory.name} "
+              f"(prior={family.prior_names[0]})")
+    for i, spec in enumerate(sampler_specs(c)):
+        if spec.prior is not None and spec.prior not in family.prior_names:
+            _fail("baselines", spec.label, f"a sampler without @prior or with a prior in {list(family.prior_names)} "
+                  f"for action={theory.name}")
+    if f.checkpoint is not None:
+        path = checkpoint_dir(f.checkpoint)
+        stored = _read_stored_flow(f.checkpoint, path)
+        if stored.get("family") != family.name:
+            _fail("flow.checkpoint", f.checkpoint, f"a {family.name} flow for action={theory.name} (the checkpoint "
+                  f"{str(path)!r} holds a {stored.get('family', 'phi4 coupling')} flow)")
+    else:
+        _check_train_keys(c, theory)
+
+
+def _read_stored_flow(value, path: Path) -> dict:
+    """The ``flow_config.json`` of the checkpoint ``flow.checkpoint=value`` (at ``path``), refused
+    naming the key when there is none or it is not JSON."""
+    import json
+
+    from ..training.checkpoint import is_complete
+
+    if not is_complete(path):
+        _fail("flow.checkpoint", value, f"a flow directory (flow_config.json and params/) or a run directory "
+              f"holding flow/; no flow checkpoint at {str(path)!r}")
+    try:
+        stored = json.loads((path / "flow_config.json").read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        _fail("flow.checkpoint", value, f"a readable flow checkpoint ({path / 'flow_config.json'}: {err})")
+    return stored if isinstance(stored, dict) else {}
+
+
 def _validate_flow(c, theory: Phi4Theory) -> None:
     from ..flows.api import FlowConfig
 
+    family = flow_family(theory)
+    if family is not None:
+        _validate_family_flow(c, theory, family)
+        return
     f, t = c.flow, c.train
     with config_keys(FLOW_KEYS):
-        FlowConfig.from_dict(vars(f), ignore=("checkpoint",))
+        FlowConfig.from_dict(vars(f), ignore=("checkpoint", "components"))  # components: gauge flows only
     if theory.d != 2:
         _fail("lattice.d", theory.d, "2: the checkerboard coupling flows act on 2D lattices")
     for key, L in [("lattice.L", theory.L), ("train.L", t.L), *[("volumes", v) for v in c.volumes]]:
@@ -370,15 +448,7 @@ def _validate_flow(c, theory: Phi4Theory) -> None:
         _validate_checkpoint(c)
     _validate_priors(c, theory)
     if f.checkpoint is None or baseline_priors(c):
-        for key, value, minimum in (("train.steps", t.steps, 1), ("train.batch_size", t.batch_size, 2),
-                                    ("train.log_every", t.log_every, 1)):
-            if value < minimum:
-                _fail(key, value, f"an integer >= {minimum}")
-        if not t.lr > 0:
-            _fail("train.lr", t.lr, "a positive learning rate")
-        if t.beta is not None:
-            with config_keys(TRAIN_KEYS):  # the training couplings
-                dataclasses.replace(theory, L=t.L or theory.L, beta=t.beta)
+        _check_train_keys(c, theory)
 
 
 def _validate_priors(c, theory: Phi4Theory) -> None:
@@ -500,9 +570,10 @@ def validate(cfg: DictConfig | Config) -> Theory:
         key = "sampler.name" if i == 0 else "baselines"
         if spec.sampler not in SAMPLERS or (i == 0 and spec.prior is not None):
             _fail(key, spec.label, f"one of {list(SAMPLERS)}" + (", or sampler@prior" if i else ""))
-        if spec.prior is not None and (spec.sampler not in FLOW_SAMPLERS or spec.prior not in PRIORS):
+        priors = _prior_names(theory)
+        if spec.prior is not None and (spec.sampler not in FLOW_SAMPLERS or spec.prior not in priors):
             _fail(key, spec.label,
-                  f"sampler@prior with a flow sampler {list(FLOW_SAMPLERS)} and a prior {list(PRIORS)}")
+                  f"sampler@prior with a flow sampler {list(FLOW_SAMPLERS)} and a prior {list(priors)}")
     if c.volumes and smp.name not in FLOW_SAMPLERS:
         _fail("volumes", list(c.volumes), f"empty unless sampler.name is a flow sampler {list(FLOW_SAMPLERS)}")
     if "imh" in [spec.sampler for spec in sampler_specs(c)]:
@@ -579,6 +650,16 @@ def _unread_reason(key: str, c) -> str | None:
     if group in ("flow", "train", "prior") and c.task != "tune_beta" and not needs_flow(c):
         return (f"no sampler of this run uses a flow ({running}); it counts with a flow sampler, e.g. "
                 f"sampler=fhmc or baselines=[fhmc]")
+    family = flow_family(THEORIES[c.action.name]) if c.action.name in THEORIES else None
+    if family is not None and group in ("flow", "prior") and key not in ("flow", "prior"):
+        leaf = key.split(".", 1)[1]
+        read = (*family.config_keys(), "checkpoint") if group == "flow" else ("name",)
+        if leaf not in read:
+            return (f"the {family.name} flows of action={c.action.name} do not read it (they read "
+                    + ", ".join(f"{group}.{k}" for k in read) + ")")
+    elif family is None and key == "flow.components":
+        return (f"only the gauge flows of action=u1 read it (this run: action={c.action.name}, whose coupling "
+                "flows read flow.kernel_size, flow.num_layers, flow.hidden_channels, ...)")
     if (group == "tune" or key == "target_xi") and c.task != "tune_beta":
         return f"only task=tune_beta reads it (this run: task={c.task})"
     if key == "sampler.batch_size" and "imh" not in samplers:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -258,3 +259,98 @@ class HaarPrior:
     def log_prob(self, theta: jnp.ndarray) -> jnp.ndarray:
         """−n log 2π for ONE configuration (the density is constant)."""
         return jnp.zeros((), theta.dtype) - math.prod(self.shape) * math.log(2.0 * math.pi)
+
+
+#: ``flow_config.json`` key that names the family of a checkpoint's flow (absent: φ⁴'s coupling flows)
+FAMILY_KEY = "family"
+
+
+@dataclasses.dataclass(frozen=True)
+class U1FlowFamily:
+    """The flows of :class:`~trivflow.gauge.U1Theory` (its ``flow_family``): how the application
+    builds, trains from a prior, saves and loads them. A theory without a ``flow_family`` uses
+    trivflow's φ⁴ coupling flows (:mod:`trivflow.flows`).
+
+    Checkpoint layout (as φ⁴'s: ``flow_config.json`` and ``params/``, written atomically)::
+
+        path/flow_config.json   {"family": "u1_equivariant", GaugeFlowConfig keys, metadata}
+        path/params/params.npz  the parameters, flattened by their NNX path
+    """
+
+    name: str = "u1_equivariant"
+    #: the priors a gauge flow is trained from (``prior.name``): the Haar measure
+    prior_names: tuple[str, ...] = ("haar",)
+    #: the lattice extents a gauge flow acts on are multiples of this
+    extent_multiple: int = 4
+
+    @staticmethod
+    def config_keys() -> tuple[str, ...]:
+        """The ``flow.*`` keys a gauge flow reads (besides ``flow.checkpoint``)."""
+        return tuple(f.name for f in dataclasses.fields(GaugeFlowConfig))
+
+    def config(self, flow_keys) -> GaugeFlowConfig:
+        """The :class:`GaugeFlowConfig` of a mapping of ``flow.*`` values (other keys ignored);
+        bad values raise :class:`~trivflow.errors.ParameterError` naming the key."""
+        return GaugeFlowConfig(**{k: flow_keys[k] for k in self.config_keys() if k in flow_keys})
+
+    def build(self, config: GaugeFlowConfig, dtype=None):
+        """A new (untrained) :class:`trivflow.flows.Flow` of ``config``."""
+        return gauge_flow(config, dtype=dtype)
+
+    def prior(self, name: str, shape, dtype=None) -> HaarPrior:
+        """The prior ``name`` (``"haar"``) on configurations of ``shape``."""
+        if name not in self.prior_names:
+            raise must_be("name", name, f"one of {list(self.prior_names)} for a U(1) gauge flow")
+        return HaarPrior(tuple(shape), dtype)
+
+    def save(self, path, flow, config: GaugeFlowConfig, metadata=None) -> Path:
+        """Write the flow's parameters and config to the directory ``path`` (replaced atomically)."""
+        import json
+
+        import numpy as np
+
+        from ..state import atomic_savez, replace_dir, temporary_dir
+
+        tmp = temporary_dir(Path(path))
+        (tmp / "params").mkdir()
+        atomic_savez(tmp / "params" / "params.npz", {k: np.asarray(v) for k, v in _flat_params(flow.params).items()})
+        stored = {FAMILY_KEY: self.name, **config.to_dict(), **(metadata or {})}
+        (tmp / "flow_config.json").write_text(json.dumps(stored, indent=2))
+        return replace_dir(tmp, Path(path))
+
+    def load(self, path, dtype=None):
+        """``(flow, stored)``: the :class:`trivflow.flows.Flow` saved in ``path`` and its
+        ``flow_config.json``. Raises ``ValueError`` for a checkpoint of another family (φ⁴'s) or
+        parameters that do not fit the stored config."""
+        import json
+
+        import numpy as np
+
+        path = Path(path)
+        stored = json.loads((path / "flow_config.json").read_text())
+        if stored.get(FAMILY_KEY) != self.name:
+            raise ValueError(f"the flow checkpoint {str(path)!r} holds a {stored.get(FAMILY_KEY, 'phi4 coupling')} "
+                             f"flow, not a {self.name} flow")
+        config = self.config(stored)
+        template = gauge_flow(config, dtype=dtype)
+        flat = _flat_params(template.params)
+        with np.load(path / "params" / "params.npz") as saved:
+            arrays = {k: saved[k] for k in saved.files}
+        if set(arrays) != set(flat) or any(arrays[k].shape != np.shape(v) for k, v in flat.items()):
+            raise ValueError(f"the flow checkpoint {str(path)!r} does not fit its flow_config.json (parameters "
+                             f"{sorted(arrays)} vs {sorted(flat)})")
+        leaves, treedef = jax.tree_util.tree_flatten(template.params)
+        names = list(flat)
+        params = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(arrays[n], leaf.dtype)
+                                                        for n, leaf in zip(names, leaves)])
+        return gauge_flow_from_params(config, params, dtype=dtype), stored
+
+
+def _flat_params(params) -> dict:
+    """``{"layers.0.kernels.1": array, …}`` in the order of ``jax.tree_util.tree_flatten(params)``."""
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    return {".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): leaf for path, leaf in leaves}
+
+
+#: the flows of action=u1
+U1_FLOWS = U1FlowFamily()

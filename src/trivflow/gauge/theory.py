@@ -85,6 +85,14 @@ class U1Theory:
         validate_u1(self.L, self.d, self.beta)
 
     @property
+    def flow_family(self):
+        """The gauge-equivariant flows of this theory (:data:`trivflow.gauge.flows.U1_FLOWS`):
+        the application builds, trains, saves and loads its flows through it."""
+        from .flows import U1_FLOWS
+
+        return U1_FLOWS
+
+    @property
     def shape(self) -> tuple[int, ...]:
         """Shape of one configuration of link angles, ``(2, L, L)`` (direction first)."""
         return (2, self.L, self.L)
