@@ -15,6 +15,8 @@ Conventions (docs/architecture.md#a-new-theory):
   constants: a new β never recompiles.
 * Everything acts on ONE configuration of shape :attr:`Theory.shape`; the driver vmaps chains.
 * The potential of HMC is the action, U = S (docs/theory.md#hmc).
+* Optional: ``flow_family``, the theory's own flows (:func:`flow_family`; U(1)'s gauge-equivariant
+  flows); a theory without one uses the φ⁴ coupling flows of :mod:`trivflow.flows`.
 
 Implementations: :class:`trivflow.lattice.Phi4Theory` (``action=phi4``),
 :class:`trivflow.lattice.FreeTheory` (``action=free``, λ = 0 with exact results) and
