@@ -215,9 +215,10 @@ def run_hmc(theory, *, num_traj, num_chains=16, seed=0, step_size=0.2, num_steps
                           progress=False)
 
 
-@pytest.mark.slow  # ~25 s on a shared 2-core CPU, most of it compilation
-def test_hmc_reproduces_exact_plaquette_q2_and_loops_at_L4():
-    theory = U1Theory(L=4, beta=2.0)
+@pytest.mark.slow  # ~25 s each on a shared 2-core CPU, most of it compilation
+@pytest.mark.parametrize("L", [4, 8])
+def test_hmc_reproduces_exact_plaquette_q2_and_loops(L):
+    theory = U1Theory(L=L, beta=2.0)
     result = run_hmc(theory, num_traj=1000)
     q = result.observables["Q"]
     np.testing.assert_allclose(q, np.round(q), atol=1e-10)  # an integer on every measured configuration

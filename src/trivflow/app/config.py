@@ -313,7 +313,7 @@ def _validate_checkpoint(c) -> None:
 
     f = c.flow
     path = checkpoint_dir(f.checkpoint)
-    family = _read_stored_flow(f.checkpoint, path).get("family") if (path / "flow_config.json").is_file() else None
+    family = _stored_family(path)
     if family is not None:  # a flow of another theory's family (a U(1) gauge flow)
         _fail("flow.checkpoint", f.checkpoint, f"a phi4 coupling flow for action={c.action.name} (the checkpoint "
               f"{str(path)!r} holds a {family} flow)")
@@ -425,6 +425,19 @@ def _read_stored_flow(value, path: Path) -> dict:
     except (ValueError, UnicodeDecodeError) as err:
         _fail("flow.checkpoint", value, f"a readable flow checkpoint ({path / 'flow_config.json'}: {err})")
     return stored if isinstance(stored, dict) else {}
+
+
+def _stored_family(path: Path) -> str | None:
+    """The ``family`` of the flow checkpoint at ``path`` (a theory's own flows, e.g.
+    ``u1_equivariant``), or None: a φ⁴ coupling flow, or no readable flow_config.json (whose
+    refusal is :func:`trivflow.training.checkpoint.read_flow_config`'s)."""
+    import json
+
+    try:
+        stored = json.loads((path / "flow_config.json").read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return stored.get("family") if isinstance(stored, dict) else None
 
 
 def _validate_flow(c, theory: Phi4Theory) -> None:
