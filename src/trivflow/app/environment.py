@@ -120,6 +120,8 @@ def beta_source(theory, action: str = "phi4") -> str:
     from ..lattice.presets import LINE_OF_CONSTANT_PHYSICS as LCP
 
     L, beta = theory.L, theory.beta
+    if not hasattr(theory, "lam"):  # not φ⁴ (e.g. action=u1): no tabulated line of constant physics
+        return f"set directly (lattice.beta; no line of constant physics is tabulated for action={theory.name})"
     if action == "free" or theory.lam == 0:
         return "set for the free theory (lambda = 0; exact results beside the measured ones)"
     if theory.lam != 0.5 or theory.d != 2:
