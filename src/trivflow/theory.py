@@ -16,7 +16,7 @@ Conventions (docs/architecture.md#a-new-theory):
 * Everything acts on ONE configuration of shape :attr:`Theory.shape`; the driver vmaps chains.
 * The potential of HMC is the action, U = S (docs/theory.md#hmc).
 * Optional: ``flow_family``, the theory's own flows (:func:`flow_family`; U(1)'s gauge-equivariant
-  flows); a theory without one uses the φ⁴ coupling flows of :mod:`trivflow.flows`.
+  flows); a theory without one uses the φ⁴ coupling flows of ``trivflow.flows``.
 
 Implementations: :class:`trivflow.lattice.Phi4Theory` (``action=phi4``),
 :class:`trivflow.lattice.FreeTheory` (``action=free``, λ = 0 with exact results) and
@@ -97,7 +97,7 @@ class Theory(Protocol):
 def flow_family(theory):
     """The flows of ``theory`` (a theory class or object): its optional ``flow_family`` (U(1):
     :data:`trivflow.gauge.flows.U1_FLOWS`, which builds, trains from its prior, saves and loads
-    gauge-equivariant flows), or None for trivflow's φ⁴ coupling flows (:mod:`trivflow.flows`)."""
+    gauge-equivariant flows), or None for trivflow's φ⁴ coupling flows (``trivflow.flows``)."""
     family = getattr(theory, "flow_family", None)
     return family.fget(theory) if isinstance(family, property) else family
 

@@ -269,7 +269,7 @@ FAMILY_KEY = "family"
 class U1FlowFamily:
     """The flows of :class:`~trivflow.gauge.U1Theory` (its ``flow_family``): how the application
     builds, trains from a prior, saves and loads them. A theory without a ``flow_family`` uses
-    trivflow's φ⁴ coupling flows (:mod:`trivflow.flows`).
+    trivflow's φ⁴ coupling flows (``trivflow.flows``).
 
     Checkpoint layout (as φ⁴'s: ``flow_config.json`` and ``params/``, written atomically)::
 
