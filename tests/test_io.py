@@ -89,8 +89,8 @@ def test_flow_history_and_config(run_dir):
 
 def test_plots_are_written(run_dir):
     plots = run_dir / "plots"
-    expected = {"training.png"} | {f"{label}_{kind}.png" for label in ("fhmc", "fhmc_L4")
-                                   for kind in ("autocorr_M", "M_history", "M_hist", "delta_H", "correlator")}
+    kinds = ("autocorr_M", "M_history", "M_hist", "thermalisation", "delta_H", "correlator")
+    expected = {"training.png"} | {f"{label}_{kind}.png" for label in ("fhmc", "fhmc_L4") for kind in kinds}
     assert {p.name for p in plots.glob("*.png")} == expected
     for name in expected:
         data = (plots / name).read_bytes()

@@ -28,7 +28,7 @@ JOB = ["sampler=fhmc", "baselines=[hmc]", "lattice=L4", "sampler.num_chains=2", 
        "train.log_every=10", "train.checkpoint_every=1", "progress=false", "resume=true"]
 #: results.json keys that hold wall times or the command line, not numbers of the run
 TIMINGS = {"seconds", "therm_seconds", "compile_seconds", "traj_per_second", "wall_seconds", "command",
-           "checkpoint_seconds"}
+           "checkpoint_seconds", "setup_seconds", "amortised_seconds_per_indep"}
 NUM_RANDOM = int(os.environ.get("TRIVFLOW_KILLS", "20"))
 
 #: Python run in the job's process before trivflow's CLI: a patch that SIGKILLs the process at

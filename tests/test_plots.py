@@ -112,8 +112,12 @@ def test_sweep_figures(tmp_path):
     assert len(yticks) >= 2 and all(13 * 0.9 <= t <= 16 * 1.1 for t in ax.get_yticks())
     assert [ax.yaxis.get_major_formatter()(t) for t in yticks] == [f"{t:g}" for t in yticks]
     fig = plots.plot_tau_vs_kernel_size({"fhmc L=8": {"k": [3, 5], "tau": [10, 8], "tau_err": [1, 1],
+                                                      "evals": [200, 160], "evals_err": [20, 20],
                                                       "cost": [1.0, 1.2], "cost_err": [0.1, 0.1]}})
-    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    assert isinstance(fig, Figure) and len(fig.axes) == 3
+    # the machine-independent unit first, then seconds
+    assert [ax.get_ylabel() for ax in fig.axes[1:]] == ["force evaluations per independent sample",
+                                                        "seconds per independent sample"]
     for ax in fig.axes:  # integer kernel sizes only
         ticks = [t for t in ax.get_xticks() if 3 <= t <= 5]
         assert ticks and all(float(t).is_integer() for t in ticks)
@@ -191,3 +195,32 @@ def test_plot_run_writes_one_training_figure_per_trained_flow(tmp_path):
     assert [p.name for p in written] == ["training.png", "training_coarse.png", "training_interp4.png"]
     fig = plots.plot_training(history, title="x")
     assert fig.axes[1].get_ylim()[0] < 0.003  # ESS of 0.003 is inside a log axis, not a line at the bottom
+
+
+def test_block_means_errors_come_from_the_spread_between_chains():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 1000))
+    centres, means, errors = plots.block_means(x, 10)
+    assert centres.shape == means.shape == errors.shape == (10,)
+    assert centres[0] == pytest.approx(49.5) and centres[-1] == pytest.approx(949.5)
+    np.testing.assert_allclose(means, x.reshape(400, 10, 100).mean(axis=(0, 2)))
+    # iid N(0, 1): a block mean of one chain has variance 1/100, of 400 chains 1/40000
+    assert np.mean(errors) == pytest.approx(1 / 200, rel=0.05)
+    assert np.all(np.abs(means) < 5 * errors)
+    assert np.isnan(plots.block_means(x[:1], 4)[2]).all()  # one chain: no between-chain error
+
+
+def test_thermalisation_view_shows_a_drift_outside_the_band(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 2000
+    drifting = rng.normal(size=(16, n)) + 3.0 * np.exp(-np.arange(n) / 100)  # starts far from equilibrium
+    fig = plots.plot_thermalisation({"M2": drifting, "absM": rng.normal(size=(16, n))},
+                                    np.arange(1, n + 1) * 2, results={"M2": [0.0, 0.01]}, label="hmc")
+    ax_m2, ax_abs = fig.axes
+    assert ax_abs.get_xlabel() == "trajectory" and ax_m2.get_ylabel() == "M2"
+    points = ax_m2.containers[0].lines[0].get_xydata()
+    assert points.shape == (10, 2) and points[0, 0] == pytest.approx(200, abs=2)  # trajectories, not indices
+    assert points[0, 1] > 0.5 > abs(points[-1, 1])  # the first block lies far above the band, the last in it
+    assert any("whole run" in t.get_text() for t in ax_m2.get_legend().get_texts())
+    assert not any("whole run" in t.get_text() for t in ax_abs.get_legend().get_texts())  # no results given
+    _png(fig, tmp_path / "therm.png")

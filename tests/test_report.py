@@ -67,14 +67,16 @@ def test_fit_z_rejects_bad_input(args, message):
         report.fit_z(*args)
 
 
-def _fake_job(path, *, L, beta, k, tau, xi, tps=1000.0, sampler="fhmc", overrides=()):
+def _fake_job(path, *, L, beta, k, tau, xi, tps=1000.0, sampler="fhmc", overrides=(), layers=1):
     runs = {sampler: {"sampler": sampler, "acceptance": 0.9, "lattice": {"L": L, "d": 2, "beta": beta, "lam": 0.5},
                       "tau_int": {"M": [tau, 0.1 * tau, 30], "absM": [1, 0.1, 3], "M2": [1, 0.1, 3]},
-                      "observables": {"xi": [xi, 0.02 * xi]}, "traj_per_second": tps}}
+                      "observables": {"xi": [xi, 0.02 * xi]}, "traj_per_second": tps,
+                      "num_chains": 10, "num_traj": 100, "seconds": 1000 / tps, "therm_seconds": 0.0}}
     if sampler in report.FLOW_SAMPLERS:
         runs[sampler]["prior"] = "gaussian"
-    results = {"experiment": "sweep", "lattice": {"L": L, "d": 2, "beta": beta, "lam": 0.5}, "runs": runs,
-               "flow": {"kernel_size": k, "num_layers": 1}, "training": {"seconds": 12.5, "mh_acceptance": 0.4}}
+    results = {"experiment": "sweep", "config": {"sampler": {"num_steps": 10, "integrator": "leapfrog"}},
+               "lattice": {"L": L, "d": 2, "beta": beta, "lam": 0.5}, "runs": runs,
+               "flow": {"kernel_size": k, "num_layers": layers}, "training": {"seconds": 12.5, "mh_acceptance": 0.4}}
     path.mkdir(parents=True)
     (path / "results.json").write_text(json.dumps(results))
     (path / ".hydra").mkdir()
@@ -97,6 +99,13 @@ def test_collect_and_write_report_on_a_multirun_tree(tmp_path):
     assert r["cost_per_indep"] == pytest.approx(2 * r["tau_M"] / 1000.0)
     assert r["cost_per_indep_err"] == pytest.approx(2 * r["tau_M_err"] / 1000.0)
     assert (r["training_seconds"], r["flow_mh_acceptance"]) == (12.5, 0.4)
+    report.add_ratios(rows)  # public: works on collect()'s rows (no reference HMC here: None)
+    assert r["tau_M_ratio_hmc"] is None
+    # no results.json "cost" (written before it existed): rebuilt from the config, 10 leapfrog steps
+    # of S̃ per trajectory, each one flow pass
+    assert r["force_evals_per_indep"] == pytest.approx(2 * r["tau_M"] * 10)
+    assert r["force_evals_per_indep_err"] == pytest.approx(2 * r["tau_M_err"] * 10)
+    assert r["flow_evals_per_indep"] == r["force_evals_per_indep"]
 
     out = tmp_path / "rep"
     with warnings.catch_warnings():
@@ -109,7 +118,7 @@ def test_collect_and_write_report_on_a_multirun_tree(tmp_path):
     md = (out / "table.md").read_text().splitlines()
     assert len(md) == 2 + 4 and "tau_int(M)" in md[0] and "`flow.kernel_size=3 lattice=L8`" in md[2]
     fits = json.loads((out / "fits.json").read_text())
-    assert set(fits) == {"fhmc k=3 prior=gaussian", "fhmc k=5 prior=gaussian"}
+    assert set(fits) == {"fhmc k=3 layers=1 prior=gaussian", "fhmc k=5 layers=1 prior=gaussian"}
     for f in fits.values():  # τ ∝ ξ² exactly: z = 2 with zero residual
         assert f["z"] == pytest.approx(2.0, abs=1e-10) and f["chi2"] == pytest.approx(0, abs=1e-15)
         assert f["z_err"] > 0
@@ -185,3 +194,24 @@ def test_report_refuses_to_fit_jobs_with_equal_effective_configurations(tmp_path
     for num, (k, L) in enumerate((k, L) for k in (3, 5) for L in (8, 10)):
         _fake_job(tmp_path / "fhmc" / str(num), L=L, beta=0.6, k=k, xi=L / 4, tau=2.0 * (L / 4) ** 2)
     assert all(r["duplicate_of"] is None for r in report.collect(tmp_path / "fhmc"))
+
+
+def test_flows_of_different_depth_are_different_series(tmp_path, monkeypatch):
+    """experiments/kernel_size: a 2-layer k = 3 flow beside 1-layer k = 5, 7 flows. The depth
+    separates series, so the 2-layer flow is neither the k = 3 point of the 1-layer τ-vs-k line nor
+    a point of the 1-layer k = 3 z fit."""
+    from trivflow import plots
+
+    for num, (L, k, layers) in enumerate([(8, 3, 2), (8, 5, 1), (8, 7, 1), (16, 3, 2), (16, 3, 1), (8, 3, 1)]):
+        _fake_job(tmp_path / str(num), L=L, beta={8: 0.576, 16: 0.634}[L], k=k, xi=L / 4,
+                  tau=(2.0 if layers == 2 else 1.0) * (L / 4) ** 2, layers=layers)
+    drawn = {}
+    real = plots.plot_tau_vs_kernel_size
+    monkeypatch.setattr(plots, "plot_tau_vs_kernel_size", lambda p: (drawn.update(p), real(p))[1])
+    written = report.write_report(tmp_path, tmp_path / "rep")
+    fits = json.loads(written["fits.json"].read_text())
+    assert set(fits) == {"fhmc k=3 layers=1 prior=gaussian", "fhmc k=3 layers=2 prior=gaussian"}
+    for f in fits.values():  # each depth alone: τ ∝ ξ² exactly
+        assert f["z"] == pytest.approx(2.0, abs=1e-10) and f["chi2"] == pytest.approx(0, abs=1e-15)
+    assert set(drawn) == {"fhmc L=8 layers=1 prior=gaussian"}
+    assert drawn["fhmc L=8 layers=1 prior=gaussian"]["k"] == [3, 5, 7]

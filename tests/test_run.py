@@ -14,6 +14,8 @@ from omegaconf.errors import ValidationError
 import trivflow
 from trivflow.app.config import register_configs, validate
 from trivflow.app.experiment import run
+from trivflow.lattice import Phi4Theory
+from trivflow.theory import THEORIES, coupling_names
 
 CONF = str(Path(trivflow.__file__).parent / "conf")
 TINY = ["sampler.num_chains=2", "sampler.num_traj=200", "sampler.num_therm=10", "sampler.batch_size=100",
@@ -37,16 +39,23 @@ def test_default_config_is_the_small_l8_job():
     assert cfg.sampler.name == "hmc" and cfg.precision == "float64"
 
 
-@pytest.mark.parametrize("experiment", sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml")))
+#: experiments whose tiny run still takes minutes on 2 CPU cores (compiling an 8-layer gauge flow three
+#: times: training, evaluation, FHMC); the same path runs by default at small size in tests/test_u1_flows.py
+SLOW_EXPERIMENTS = ("u1_topology",)
+
+
+@pytest.mark.parametrize("experiment", [
+    pytest.param(e, marks=pytest.mark.slow) if e in SLOW_EXPERIMENTS else e
+    for e in sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml"))])
 def test_every_experiment_composes_and_runs_with_tiny_overrides(experiment, tmp_path):
     cfg = compose_cfg([f"experiment={experiment}", *TINY])
     results = run(cfg, tmp_path)
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["experiment"] == experiment == results["experiment"]
-    assert set(on_disk["lattice"]) == {"L", "d", "beta", "lam"}
+    assert set(on_disk["lattice"]) == set(coupling_names(cfg.action.name))  # φ⁴: L, d, beta, lam
     assert on_disk["runs"], "no sampler ran"
     for hmc in on_disk["runs"].values():
-        check_run_block(hmc)
+        check_run_block(hmc, THEORIES[cfg.action.name])
     if "training" in on_disk:
         assert on_disk["training"]["steps"] == 20
         assert (tmp_path / "flow" / "flow_config.json").exists()
@@ -59,16 +68,22 @@ def check_artifacts(run_dir, results, cfg):
     from trivflow import io
 
     assert io.load_results(run_dir) == results
+    primary = THEORIES[cfg.action.name].primary_observable  # φ⁴: M
     for label, block in results["runs"].items():
         data = io.load_chains(run_dir, label)
         n_meas = block["num_traj"] // block["meas_every"]
-        assert data.posterior["M"].shape == (block["num_chains"], n_meas)
+        assert data.posterior[primary].shape == (block["num_chains"], n_meas)
         assert data.posterior.attrs["sampler"] == block["sampler"]
         if block["sampler"] != "nuts":
             assert data.sample_stats["accepted"].shape == (block["num_chains"], block["num_traj"])
             assert not (run_dir / "state").exists()  # removed once finished (keep_state=false)
         assert list((run_dir / "plots").glob(f"{label}_*.png")), f"no plots of {label}"
-    if "training" in results:
+    for label, block in results["runs"].items():
+        check_cost(block, results, cfg)
+    if "training" in results and "family" in results["flow"]:  # a theory's own flows (u1: gauge flows)
+        stored = json.loads((run_dir / "flow" / "flow_config.json").read_text())
+        assert stored["family"] == results["flow"]["family"] and stored["kernel_size"] == cfg.flow.kernel_size
+    elif "training" in results:
         graphdef, params, flow_config = io.load_flow(run_dir)
         assert flow_config["kernel_size"] == cfg.flow.kernel_size
         history = io.load_training_history(run_dir)
@@ -77,13 +92,50 @@ def check_artifacts(run_dir, results, cfg):
     assert io.load_config(run_dir).experiment == cfg.experiment
 
 
-def check_run_block(hmc):
+def _hand_setup_seconds(training):
+    """Training seconds of every level plus each level's prior-ensemble generation seconds."""
+    if not training:
+        return 0.0
+    ens = training.get("prior", {}).get("ensemble_meta", {}).get("seconds", 0.0)
+    return training["seconds"] + ens + _hand_setup_seconds(training.get("coarse"))
+
+
+def check_cost(block, results, cfg):
+    """results.json ``cost`` against a hand computation from the block's own numbers."""
+    cost, s = block["cost"], cfg.sampler
+    primary = next(iter(block["tau_int"]))  # the theory's primary observable comes first
+    assert cost["observable"] == primary
+    tau, tau_err = block["tau_int"][primary][:2]
+    n = block["num_chains"] * block["num_traj"]
+    steps = {"leapfrog": 1, "omelyan": 2}[s.integrator] * s.num_steps
+    force, flow = {"hmc": (steps, 0), "fhmc": (steps, steps), "imh": (0, 1)}.get(block["sampler"], (None, 0))
+    if block["sampler"] == "nuts":
+        assert cost["per_traj"]["force_evals"] >= 1
+        force = cost["per_traj"]["force_evals"]
+    assert (cost["per_traj"]["force_evals"], cost["per_traj"]["flow_evals"]) == (force, flow)
+    assert cost["per_traj"]["seconds"] == pytest.approx(block["seconds"] / n)
+    if tau is None:  # no tau_int: no per-sample figures
+        assert cost["per_indep"]["force_evals"] == cost["amortised_seconds_per_indep"] == [None, None]
+        return
+    assert cost["per_indep"]["force_evals"] == pytest.approx([2 * tau * force, 2 * tau_err * force])
+    assert cost["per_indep"]["seconds"] == pytest.approx([2 * tau * block["seconds"] / n,
+                                                          2 * tau_err * block["seconds"] / n])
+    uses_flow = block["sampler"] in ("fhmc", "imh")
+    training = (results.get("trainings", {}).get(block.get("prior")) or results.get("training")) if uses_flow else None
+    setup = _hand_setup_seconds(training)
+    assert cost["setup_seconds"] == pytest.approx(setup)
+    total = setup + block["therm_seconds"] + block["seconds"]
+    assert cost["amortised_seconds_per_indep"][0] == pytest.approx(2 * tau * total / n)
+
+
+def check_run_block(hmc, theory=Phi4Theory):
     for key in ("sampler", "num_chains", "num_traj", "acceptance", "exp_minus_dH", "observables",
                 "tau_int", "seconds", "traj_per_second"):
         assert key in hmc, key
-    assert set(hmc["observables"]) >= {"M2", "absM", "chi", "G0", "xi"}
-    assert set(hmc["tau_int"]) == {"M", "absM", "M2"}
-    assert len(hmc["tau_int"]["M"]) == 3 and hmc["num_traj"] == 200
+    if theory is Phi4Theory:
+        assert set(hmc["observables"]) >= {"M2", "absM", "chi", "G0", "xi"}
+    assert set(hmc["tau_int"]) == set(theory.tau_observables)  # φ⁴: M, absM, M2
+    assert len(hmc["tau_int"][theory.primary_observable]) == 3 and hmc["num_traj"] == 200
     assert 0.0 <= hmc["acceptance"] <= 1.0
 
 

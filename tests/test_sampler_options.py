@@ -3,6 +3,7 @@ Fourier-accelerated HMC, the momentum draw, and JAX's persistent compilation cac
 (docs/theory.md#step-size-adaptation, docs/theory.md#fourier-accelerated-hmc)."""
 
 import json
+import warnings
 from pathlib import Path
 
 import jax
@@ -236,6 +237,8 @@ def test_options_are_off_by_default():
         (["sampler.adapt_step_size=true", "sampler.num_therm=0"], "sampler.num_therm=0 is invalid"),
         (["sampler.adapt_step_size=true", "sampler.target_accept=1.5"], "sampler.target_accept=1.5 is invalid"),
         (["compile_cache=' '"], "compile_cache=' ' is invalid"),
+        (["compile_cache_max_gb=0"], r"compile_cache_max_gb=0(\.0)? is invalid: expected a positive number of GiB"),
+        (["compile_cache_max_gb=-1"], r"compile_cache_max_gb=-1(\.0)? is invalid"),
         (["sampler=nuts", "sampler.fourier_mass=0.2"], "sampler.fourier_mass=0.2 is invalid.*would be ignored"),
         (["sampler=nuts", "sampler.adapt_step_size=true"], "sampler.adapt_step_size=True is invalid.*ignored"),
         (["sampler=imh", "sampler.momentum_draw=rbg"], "sampler.momentum_draw='rbg' is invalid.*ignored"),
@@ -293,4 +296,47 @@ def test_second_compile_of_the_same_program_is_a_persistent_cache_hit(tmp_path):
         jax.monitoring.unregister_event_listener(listener)
         jax.config.update("jax_compilation_cache_dir", previous[0])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
+        compilation_cache.reset_cache()
+
+
+def test_the_persistent_cache_is_bounded_and_evicts_the_least_recently_used(tmp_path):
+    from jax._src import compilation_cache
+
+    from trivflow.app.environment import configure_compile_cache
+
+    previous = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs,
+                jax.config.jax_compilation_cache_max_size)
+    cache = tmp_path / "cache"
+
+    def size():  # what JAX bounds: the executables, not their 8-byte access-time files
+        return sum(f.stat().st_size for f in cache.glob("*-cache"))
+
+    x = jnp.arange(5.0) + 0.5  # made before the cache opens: only compile_one's programs enter it
+
+    def compile_one(c):
+        jax.jit(lambda x: jnp.tanh(x) * c + jnp.sinh(x) / (c + 1.0)).lower(x).compile()
+
+    try:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        configure_compile_cache(str(cache), max_gb=None)
+        assert jax.config.jax_compilation_cache_max_size == -1  # null: no bound
+        compile_one(3.25)
+        (first,) = cache.glob("*-cache")
+        one = size()
+        assert one > 0
+        bound = 1.5 * one  # room for one executable, not two
+        # bounding a cache filled without a bound: its entries get JAX's access-time files, without
+        # which every later write would fail ("Error writing persistent compilation cache entry")
+        configure_compile_cache(str(cache), max_gb=bound / 2**30)
+        assert jax.config.jax_compilation_cache_max_size == int(bound)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for c in (4.25, 5.25, 6.25):
+                compile_one(c)
+                assert 0 < size() <= bound
+        assert not first.exists()  # the least recently used went first
+    finally:
+        jax.config.update("jax_compilation_cache_dir", previous[0])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
+        jax.config.update("jax_compilation_cache_max_size", previous[2])
         compilation_cache.reset_cache()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from trivflow import hmc, io
+from trivflow.gauge import U1Theory
 from trivflow.lattice import FreeTheory, Phi4Theory
 from trivflow.summary import summarize_run
 from trivflow.theory import THEORIES, Theory, make_theory
@@ -72,7 +73,7 @@ class Oscillators:
 def test_phi4_and_free_implement_the_interface():
     for theory in (Phi4Theory(L=4), FreeTheory(L=4, beta=0.2), Oscillators(L=3)):
         assert isinstance(theory, Theory)
-    assert THEORIES == {"phi4": Phi4Theory, "free": FreeTheory}
+    assert THEORIES == {"phi4": Phi4Theory, "free": FreeTheory, "u1": U1Theory}
     assert make_theory("free", L=6, d=2, beta=0.2, lam=0.0).exact()["chi"] == pytest.approx(1 / (2 - 4 * 0.2))
     assert make_theory("phi4", L=6, beta=0.5).exact() is None
     assert Phi4Theory(L=6, beta=0.5).with_extent(8) == Phi4Theory(L=8, beta=0.5)

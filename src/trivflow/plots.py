@@ -11,6 +11,8 @@ into ``<run_dir>/plots/``:
     <label>_autocorr_M.png  ρ(t) = Γ(t)/Γ(0) and τ_int(W) of M with the chosen window W
     <label>_M_history.png   M vs trajectory for the first few chains
     <label>_M_hist.png      histogram of M over all chains (the bimodal tunnelling distribution)
+    <label>_thermalisation.png  block means of each τ observable (M, |M|, M²) over the run with
+                            between-chain errors, against the whole run's mean ± error
     <label>_delta_H.png     histogram of ΔH with ⟨e^{−ΔH}⟩ (HMC/FHMC only)
     <label>_correlator.png  C(t) and m_eff(t) with the plateau used for ξ (theories with a correlator C)
 
@@ -167,6 +169,51 @@ def plot_history(series, draws=None, *, max_chains: int = 3, max_points: int = 2
     ax.set_ylabel(name)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # off the data
     _title(fig, label, f"{name} history" + (f" (one measurement in {stride} shown)" if stride > 1 else ""))
+    return fig
+
+
+def block_means(series, num_blocks: int = 10):
+    """Means of ``series`` (num_chains, num_meas) over consecutive blocks of the measured chain, and
+    their errors from the spread between chains: ``(centres, means, errors)``, each (num_blocks,).
+
+    The chains are independent replicas, so the error of a block mean is std over chains of the
+    chain's block mean / √num_chains, valid however long the autocorrelation (no Γ-method needed);
+    NaN for a single chain. ``centres`` are measurement indices (0-based) of the blocks' middles.
+    """
+    series = np.atleast_2d(np.asarray(series, dtype=float))
+    chains, n = series.shape
+    num_blocks = max(1, min(num_blocks, n))
+    edges = np.linspace(0, n, num_blocks + 1).astype(int)
+    per_chain = np.stack([series[:, a:b].mean(axis=1) for a, b in zip(edges[:-1], edges[1:])], axis=1)
+    errors = per_chain.std(axis=0, ddof=1) / np.sqrt(chains) if chains > 1 else np.full(num_blocks, np.nan)
+    return (edges[:-1] + edges[1:] - 1) / 2, per_chain.mean(axis=0), errors
+
+
+def plot_thermalisation(series: Mapping[str, np.ndarray], draws=None, *, results: Mapping | None = None,
+                        num_blocks: int = 10, label: str = "") -> Figure:
+    """Is the measured chain stationary? For each observable ``name -> (num_chains, num_meas)``: the
+    mean over chains of consecutive blocks of the run with the between-chain error
+    (:func:`block_means`) against the trajectory, and the whole run's mean ± Γ-method error as a
+    band (``results``: ``name -> [mean, err]``, results.json ``observables``). Blocks of the start
+    that lie outside the band say the thermalisation (``sampler.num_therm``) was too short."""
+    names = list(series)
+    fig = Figure(figsize=(9, 1.2 + 1.9 * len(names)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(names), 1, sharex=True))
+    for ax, name in zip(axes, names):
+        values = np.atleast_2d(np.asarray(series[name]))
+        x = np.arange(1, values.shape[1] + 1) if draws is None else np.asarray(draws)
+        centres, means, errors = block_means(values, num_blocks)
+        ax.errorbar(np.interp(centres, np.arange(x.size), x), means, yerr=errors, fmt="o", ms=3, capsize=2,
+                    label=f"mean of {values.shape[0]} chains over 1/{means.size} of the run")
+        mean_err = (results or {}).get(name)
+        if mean_err is not None and mean_err[0] is not None:
+            m, e = mean_err[0], mean_err[1] or 0.0
+            ax.axhspan(m - e, m + e, color="C1", alpha=0.3, label=f"whole run {paren(m, e)}")
+            ax.axhline(m, color="C1", lw=0.8)
+        ax.set_ylabel(name)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # off the data
+    axes[-1].set_xlabel("trajectory")
+    _title(fig, label, "thermalisation: block means against the whole run")
     return fig
 
 
@@ -334,16 +381,18 @@ def _label_log_axis(axis, values) -> None:
 
 
 def plot_tau_vs_kernel_size(points: Mapping[str, Mapping[str, Sequence[float]]], *, name: str = "M") -> Figure:
-    """τ_int and the cost per independent sample 2τ_int/(trajectories per second) vs the flow's
-    kernel size. ``points``: ``series label -> {"k", "tau", "tau_err", "cost", "cost_err"}``."""
-    fig = Figure(figsize=(9, 3.4), layout="constrained")
-    ax_tau, ax_cost = fig.subplots(1, 2)
+    """τ_int and the cost per independent sample vs the flow's kernel size: in force evaluations
+    2τ_int·F (machine-independent, first) and in seconds 2τ_int/(trajectories per second).
+    ``points``: ``series label -> {"k", "tau", "tau_err", "evals", "evals_err", "cost", "cost_err"}``."""
+    fig = Figure(figsize=(12, 3.4), layout="constrained")
+    ax_tau, ax_evals, ax_cost = fig.subplots(1, 3)
     for i, (series, p) in enumerate(points.items()):
-        ax_tau.errorbar(p["k"], p["tau"], yerr=p["tau_err"], fmt="o-", color=f"C{i}", capsize=2, label=series)
-        ax_cost.errorbar(p["k"], p["cost"], yerr=p["cost_err"], fmt="o-", color=f"C{i}", capsize=2, label=series)
+        for ax, key in ((ax_tau, "tau"), (ax_evals, "evals"), (ax_cost, "cost")):
+            ax.errorbar(p["k"], p[key], yerr=p[f"{key}_err"], fmt="o-", color=f"C{i}", capsize=2, label=series)
     ax_tau.set_ylabel(f"τ_int({name}) [trajectories]")
+    ax_evals.set_ylabel("force evaluations per independent sample")
     ax_cost.set_ylabel("seconds per independent sample")
-    for ax in (ax_tau, ax_cost):
+    for ax in (ax_tau, ax_evals, ax_cost):
         ax.set_xlabel("kernel size k")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # k is an odd integer: no k = 3.5
         ax.legend(fontsize=8)
@@ -402,6 +451,10 @@ def plot_run(run_dir, out_dir=None) -> list[Path]:
         emit(plot_autocorrelation(res, meas_every=every, name=name, label=title), f"{label}_autocorr_{name}.png")
         emit(plot_history(m, post["draw"].values, name=name, label=title), f"{label}_{name}_history.png")
         emit(plot_histogram(m, name=name, label=title), f"{label}_{name}_hist.png")
+        observed = [k for k in block.get("tau_int", {}) if k in post and post[k].ndim == 2]
+        if observed:
+            emit(plot_thermalisation({k: post[k].values for k in observed}, post["draw"].values,
+                                     results=block.get("observables"), label=title), f"{label}_thermalisation.png")
         if "delta_H" in stats:
             emit(plot_delta_h(stats["delta_H"].values, label=title), f"{label}_delta_H.png")
         lattice = block.get("lattice", results["lattice"])

@@ -4,7 +4,7 @@ Collects every ``results.json`` at or below ``<dir>`` (a run directory, a Hydra 
 ``multirun/<exp>/<date>/`` with one ``<job num>/`` per job, or any tree of them) and writes into
 ``--out`` (default ``<dir>/report``):
 
-* ``table.md``, ``table.csv`` — one row per (job, run label): experiment, L, β, flow kernel size,
+* ``table.md``, ``table.csv`` — one row per (job, run label): experiment, L, d, β, λ, flow kernel size,
   number of layers and prior (flow samplers only), sampler, acceptance, τ_int(M) ± err, ξ ± err,
   chain-trajectories per second, cost per independent sample, the ratios of τ_int(M) and of the
   cost to plain HMC's at the same lattice point (:func:`add_ratios`), training seconds, the flow's
@@ -14,15 +14,19 @@ Collects every ``results.json`` at or below ``<dir>`` (a run directory, a Hydra 
 * ``fits.json`` — the dynamical exponent z of every series with ≥ 2 distinct ξ (:func:`fit_z`);
   a series with two jobs of one effective configuration is refused (``{"refused": reason}``):
   they are one measurement twice, not two points (:func:`effective_config`);
-* ``tau_vs_xi.png`` — τ_int(M) vs ξ on log–log axes per series (sampler, kernel size, prior) with the
+* ``tau_vs_xi.png`` — τ_int(M) vs ξ on log–log axes per series (sampler, kernel size, layers, prior) with the
   fitted line, only when some series has ≥ 2 distinct ξ;
-* ``tau_vs_kernel_size.png`` — τ_int(M) and the cost vs kernel size per (sampler, L, prior), only when
+* ``tau_vs_kernel_size.png`` — τ_int(M) and the cost vs kernel size per (sampler, L, layers, prior), only when
   some series has ≥ 2 kernel sizes.
 
-Cost per independent sample: ``2 τ_int / traj_per_second`` seconds, with τ_int in trajectories and
-``traj_per_second`` the chain-trajectories per second of the whole run (all chains), i.e. the wall
-time the run spends per statistically independent configuration (docs/performance.md); its error is
-``2 δτ_int / traj_per_second`` (timing noise neglected). Training time is listed separately.
+Cost per independent sample, first in the machine-independent unit: force evaluations ``2 τ_int F``
+(F per chain-trajectory; for flow samplers also flow passes, results.json ``cost``,
+:func:`trivflow.summary.cost_block`), then seconds ``2 τ_int / traj_per_second``, with τ_int in
+trajectories and ``traj_per_second`` the chain-trajectories per second of the whole run (all chains),
+i.e. the wall time the run spends per statistically independent configuration (docs/performance.md);
+errors ``2 δτ_int × …`` (timing noise neglected). Training time is listed separately and in the
+amortised seconds per independent sample (training, prior ensembles and thermalisation included).
+Runs written before results.json had ``cost`` get F from their config (HMC, FHMC, independence MH).
 
 Ratios: r = τ / τ_HMC with δr = |r| √((δτ/τ)² + (δτ_HMC/τ_HMC)²) (independent chains;
 :func:`trivflow.formatting.ratio`); the cost ratio likewise. The reference is the plain-HMC row
@@ -48,10 +52,14 @@ from .formatting import paren, ratio
 
 __all__ = ["ZFit", "add_ratios", "collect", "effective_config", "fit_z", "main", "write_report"]
 
-COLUMNS = ["job", "experiment", "label", "L", "beta", "kernel_size", "num_layers", "prior", "sampler", "acceptance",
-           "tau_M", "tau_M_err", "tau_M_window", "tau_M_reliable", "xi", "xi_err", "traj_per_second", "cost_per_indep",
-           "cost_per_indep_err", "tau_M_ratio_hmc", "tau_M_ratio_hmc_err", "cost_ratio_hmc", "cost_ratio_hmc_err",
-           "training_seconds", "flow_mh_acceptance", "overrides", "duplicate_of"]
+COLUMNS = ["job", "experiment", "label", "L", "d", "beta", "lam", "kernel_size", "num_layers", "prior", "sampler",
+           "acceptance",
+           "tau_M", "tau_M_err", "tau_M_window", "tau_M_reliable", "xi", "xi_err", "traj_per_second",
+           "force_evals_per_indep", "force_evals_per_indep_err", "flow_evals_per_indep", "flow_evals_per_indep_err",
+           "cost_per_indep", "cost_per_indep_err", "tau_M_ratio_hmc", "tau_M_ratio_hmc_err", "cost_ratio_hmc",
+           "cost_ratio_hmc_err",
+           "training_seconds", "amortised_per_indep", "amortised_per_indep_err", "flow_mh_acceptance", "overrides",
+           "duplicate_of"]
 
 
 class ZFit(NamedTuple):
@@ -148,7 +156,7 @@ def add_ratios(rows: list[dict]) -> None:
     the same job, else the only one in ``rows``; ``None`` where there is no reference (and for
     the reference itself)."""
     def point(r):
-        return (r["L"], r["_d"], r["beta"], r["_lam"])
+        return (r["L"], r["d"], r["beta"], r["lam"])
 
     hmc = [r for r in rows if r["sampler"] == "hmc" and "@" not in r["label"] and r["tau_M"] is not None]
     for r in rows:
@@ -187,6 +195,7 @@ def collect(directory) -> list[dict]:
             tau, tau_err = _pair(block["tau_int"], "M")
             xi, xi_err = _pair(block["observables"], "xi")
             tps = block.get("traj_per_second")
+            cost = _cost(block, results.get("config", {}).get("sampler", {}))
             ok = tau is not None and tps is not None and tps > 0
             job = str(run_dir.relative_to(root))
             effective = effective_config(results, label)
@@ -197,7 +206,9 @@ def collect(directory) -> list[dict]:
                 "experiment": results.get("experiment"),
                 "label": label,
                 "L": lattice["L"],
+                "d": lattice.get("d"),
                 "beta": lattice["beta"],
+                "lam": lattice.get("lam"),
                 "kernel_size": flow.get("kernel_size") if uses_flow else None,
                 "num_layers": flow.get("num_layers") if uses_flow else None,
                 "prior": block.get("prior") if uses_flow else None,
@@ -212,24 +223,40 @@ def collect(directory) -> list[dict]:
                 "xi": xi,
                 "xi_err": xi_err,
                 "traj_per_second": tps,
+                **{f"{k}_per_indep{e}": cost["per_indep"][k][i] if cost else None
+                   for k in ("force_evals", "flow_evals") for i, e in enumerate(("", "_err"))},
                 "cost_per_indep": 2 * tau / tps if ok else None,
                 "cost_per_indep_err": 2 * tau_err / tps if ok and tau_err is not None else None,
                 "training_seconds": training.get("seconds") if uses_flow else None,
+                "amortised_per_indep": (block.get("cost") or {}).get("amortised_seconds_per_indep", [None])[0],
+                "amortised_per_indep_err": (block.get("cost") or {}).get("amortised_seconds_per_indep",
+                                                                           [None, None])[1],
                 "flow_mh_acceptance": training.get("mh_acceptance") if uses_flow else None,
                 "overrides": overrides,
                 "duplicate_of": duplicate_of,
-                "_d": lattice.get("d"),
-                "_lam": lattice.get("lam"),
             })
     add_ratios(rows)
-    for r in rows:  # the lattice point's d and λ served add_ratios only
-        del r["_d"], r["_lam"]
     return rows
 
 
+def _cost(block: dict, sampler_cfg: dict) -> dict | None:
+    """The run's ``cost`` block; for a run written before it existed, rebuilt from its τ_int and the
+    sampler config (NUTS, whose steps per sample vary, excepted). None when it cannot be known."""
+    from .summary import cost_block, evaluations_per_traj
+
+    if "cost" in block:
+        return block["cost"]
+    try:
+        per_traj = evaluations_per_traj(block["sampler"], num_steps=sampler_cfg.get("num_steps"),
+                                        integrator=sampler_cfg.get("integrator", "leapfrog"))
+        return cost_block(block, per_traj, primary="M" if "M" in block["tau_int"] else None)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _series(row, *keys) -> str:
-    """Series name of a row: the sampler plus ``k=…``/``L=…`` for the given keys that are set."""
-    short = {"kernel_size": "k", "L": "L", "prior": "prior"}
+    """Series name of a row: the sampler plus ``k=…``/``layers=…``/``L=…`` for the given keys that are set."""
+    short = {"kernel_size": "k", "num_layers": "layers", "L": "L", "prior": "prior"}
     return " ".join([row["sampler"], *(f"{short[k]}={row[k]}" for k in keys if row[k] is not None)])
 
 
@@ -242,17 +269,21 @@ def _fmt(v, err=None) -> str:
 def markdown_table(rows: list[dict]) -> str:
     """The rows as a GitHub Markdown table, value and error columns merged in parenthesis notation."""
     head = ["job", "experiment", "label", "L", "beta", "k", "layers", "prior", "sampler", "acceptance", "tau_int(M)",
-            "xi", "traj/s", "s per indep. sample", "tau/tau_HMC", "cost/cost_HMC", "training s", "flow MH acc.",
+            "xi", "traj/s", "force evals per indep. sample", "flow passes per indep. sample", "s per indep. sample",
+            "tau/tau_HMC", "cost/cost_HMC", "training s", "s per indep. sample, training included", "flow MH acc.",
             "overrides", "duplicate of"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["job"], r["experiment"], r["label"], r["L"], r["beta"], r["kernel_size"], r["num_layers"],
                  r["prior"], r["sampler"], _fmt(r["acceptance"]), _fmt(r["tau_M"], r["tau_M_err"]),
                  _fmt(r["xi"], r["xi_err"]), _fmt(r["traj_per_second"]),
+                 _fmt(r["force_evals_per_indep"], r["force_evals_per_indep_err"]) if r["force_evals_per_indep"] else "",
+                 _fmt(r["flow_evals_per_indep"], r["flow_evals_per_indep_err"]) if r["flow_evals_per_indep"] else "",
                  _fmt(r["cost_per_indep"], r["cost_per_indep_err"]),
                  _fmt(r["tau_M_ratio_hmc"], r["tau_M_ratio_hmc_err"]) if r["tau_M_ratio_hmc"] is not None else "",
                  _fmt(r["cost_ratio_hmc"], r["cost_ratio_hmc_err"]) if r["cost_ratio_hmc"] is not None else "",
-                 _fmt(r["training_seconds"]), _fmt(r["flow_mh_acceptance"]),
+                 _fmt(r["training_seconds"]), _fmt(r["amortised_per_indep"], r["amortised_per_indep_err"]),
+                 _fmt(r["flow_mh_acceptance"]),
                  f"`{r['overrides']}`" if r["overrides"] else "", r["duplicate_of"]]
         lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
@@ -284,15 +315,16 @@ def write_report(directory, out_dir=None) -> dict[str, Path]:
     duplicated = {}  # series -> (row, the row it duplicates)
     for r in rows:
         if r["duplicate_of"] is not None:
-            duplicated.setdefault(_series(r, "kernel_size", "prior"), (f"{r['job']}:{r['label']}", r["duplicate_of"]))
+            duplicated.setdefault(_series(r, "kernel_size", "num_layers", "prior"),
+                                  (f"{r['job']}:{r['label']}", r["duplicate_of"]))
     for s, (dup, first) in duplicated.items():
         print(f"trivflow.report: refusing to fit {s}: {dup} ran the same effective configuration as {first} "
               "(its overrides change nothing its runs read), so they are one measurement twice, not two points",
               file=sys.stderr)
     for r in rows:
         if (r["tau_M_reliable"] and None not in (r["xi"], r["xi_err"], r["tau_M"], r["tau_M_err"])
-                and _series(r, "kernel_size", "prior") not in duplicated):
-            p = points[_series(r, "kernel_size", "prior")]
+                and _series(r, "kernel_size", "num_layers", "prior") not in duplicated):
+            p = points[_series(r, "kernel_size", "num_layers", "prior")]
             for k, v in (("xi", r["xi"]), ("xi_err", r["xi_err"]), ("tau", r["tau_M"]), ("tau_err", r["tau_M_err"])):
                 p[k].append(v)
     points = {s: p for s, p in points.items() if len(set(p["xi"])) >= 2}
@@ -312,13 +344,14 @@ def write_report(directory, out_dir=None) -> dict[str, Path]:
     if points:
         written["tau_vs_xi.png"] = save(plot_tau_vs_xi(points, fits), out / "tau_vs_xi.png")
 
-    # τ and cost vs kernel size per (sampler, L)
+    # τ and cost vs kernel size per (sampler, L, number of layers, prior)
     kpoints = defaultdict(lambda: defaultdict(list))
     for r in sorted(rows, key=lambda r: (r["kernel_size"] if isinstance(r["kernel_size"], int) else -1)):
         if (isinstance(r["kernel_size"], int) and r["tau_M_reliable"] and r["duplicate_of"] is None
-                and None not in (r["tau_M"], r["tau_M_err"], r["cost_per_indep"])):
-            p = kpoints[_series(r, "L", "prior")]
+                and None not in (r["tau_M"], r["tau_M_err"], r["cost_per_indep"], r["force_evals_per_indep"])):
+            p = kpoints[_series(r, "L", "num_layers", "prior")]
             for k, v in (("k", r["kernel_size"]), ("tau", r["tau_M"]), ("tau_err", r["tau_M_err"]),
+                         ("evals", r["force_evals_per_indep"]), ("evals_err", r["force_evals_per_indep_err"]),
                          ("cost", r["cost_per_indep"]), ("cost_err", r["cost_per_indep_err"])):
                 p[k].append(v)
     kpoints = {s: dict(p) for s, p in kpoints.items() if len(set(p["k"])) >= 2}

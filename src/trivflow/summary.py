@@ -182,3 +182,75 @@ def summarize_run(result: ChainResult, theory: Theory, *, sampler: str, s_tau: f
 
 #: the name this function had while φ⁴ was the only theory
 summarize_phi4_run = summarize_run
+
+
+def evaluations_per_traj(sampler: str, *, num_steps: int | None = None, integrator: str = "leapfrog",
+                         nuts_steps=None) -> dict:
+    """The machine-independent cost of one chain-trajectory: ``{"force_evals": F, "flow_evals": G}``.
+
+    * hmc: F = n·f (n integration steps, f force evaluations per step: 1 leapfrog, 2 Omelyan;
+      :data:`trivflow.hmc.integrators.FORCE_EVALS_PER_STEP`), G = 0; Fourier acceleration adds FFTs,
+      no force;
+    * fhmc: F as HMC's, each a force of the pulled-back action S̃ = S∘g − log|det J_g|, which is one
+      flow pass forward and one backward, so G = F;
+    * nuts: F = the mean number of leapfrog steps per sample (``nuts_steps``, NumPyro's
+      ``num_steps`` per draw), G = 0;
+    * imh: F = 0, G = 1 (one flow sample and one action per proposal).
+    """
+    from .hmc.integrators import FORCE_EVALS_PER_STEP
+
+    if sampler in ("hmc", "fhmc"):
+        force = int(num_steps) * FORCE_EVALS_PER_STEP[integrator]
+        return {"force_evals": force, "flow_evals": force if sampler == "fhmc" else 0}
+    if sampler == "nuts":
+        return {"force_evals": float(np.mean(nuts_steps)), "flow_evals": 0}
+    if sampler == "imh":
+        return {"force_evals": 0, "flow_evals": 1}
+    raise ValueError(f"sampler={sampler!r} is invalid: expected one of hmc, fhmc, nuts, imh")
+
+
+def setup_seconds(training: dict | None) -> float:
+    """Wall seconds spent before sampling on what a flow sampler needs: the training of every level of
+    the flow (``training["seconds"]``, nested levels under ``"coarse"``) and the HMC ensembles of
+    coarse-lattice priors (``training["prior"]["ensemble_meta"]["seconds"]``, the generation time
+    stored with the ensemble, also when it was read from the cache). 0 without a flow."""
+    if not training:
+        return 0.0
+    ensemble = (training.get("prior") or {}).get("ensemble_meta") or {}
+    return (float(training.get("seconds", 0.0)) + float(ensemble.get("seconds", 0.0))
+            + setup_seconds(training.get("coarse")))
+
+
+def cost_block(run: dict, per_traj: dict, *, setup: float = 0.0, primary: str | None = None) -> dict:
+    """The results.json ``cost`` of one run (docs/results.md#cost).
+
+    ``run`` is the run's block (:func:`summarize_run`: ``tau_int``, ``seconds``, ``therm_seconds``,
+    ``num_chains``, ``num_traj``), ``per_traj`` the evaluations per chain-trajectory
+    (:func:`evaluations_per_traj`), ``setup`` the seconds of training and prior ensembles
+    (:func:`setup_seconds`). With τ = τ_int(primary) in trajectories and N = chains × trajectories:
+
+    * ``per_traj``: force and flow evaluations and ``seconds`` = sampling seconds / N;
+    * ``per_indep``: each per-trajectory figure × 2τ, with error × 2δτ (an independent sample is 2τ
+      trajectories; timing noise neglected), ``[value, err]``;
+    * ``setup_seconds``, and ``amortised_seconds_per_indep`` = (setup + thermalisation + sampling
+      seconds) / (N / 2τ): what each independent sample of this run cost, everything before it
+      included except compilation (cached across runs).
+    """
+    primary = primary or next(iter(run["tau_int"]))
+    tau, tau_err = run["tau_int"][primary][:2]
+    n = run["num_chains"] * run["num_traj"]
+    per = {**per_traj, "seconds": run["seconds"] / n}
+    known = tau is not None and np.isfinite(tau)
+
+    def indep(v):
+        return [json_float(2 * tau * v), json_float(2 * tau_err * v) if tau_err is not None else None] \
+            if known else [None, None]
+
+    total = setup + run["therm_seconds"] + run["seconds"]
+    return {
+        "observable": primary,
+        "per_traj": {k: v if isinstance(v, int) else json_float(v) for k, v in per.items()},
+        "per_indep": {k: indep(v) for k, v in per.items()},
+        "setup_seconds": json_float(setup),
+        "amortised_seconds_per_indep": indep(total / n),
+    }

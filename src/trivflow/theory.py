@@ -15,15 +15,20 @@ Conventions (docs/architecture.md#a-new-theory):
   constants: a new β never recompiles.
 * Everything acts on ONE configuration of shape :attr:`Theory.shape`; the driver vmaps chains.
 * The potential of HMC is the action, U = S (docs/theory.md#hmc).
+* Optional: ``flow_family``, the theory's own flows (:func:`flow_family`; U(1)'s gauge-equivariant
+  flows); a theory without one uses the φ⁴ coupling flows of ``trivflow.flows``.
 
-Implementations: :class:`trivflow.lattice.Phi4Theory` (``action=phi4``) and
-:class:`trivflow.lattice.FreeTheory` (``action=free``, λ = 0 with exact results).
+Implementations: :class:`trivflow.lattice.Phi4Theory` (``action=phi4``),
+:class:`trivflow.lattice.FreeTheory` (``action=free``, λ = 0 with exact results) and
+:class:`trivflow.gauge.U1Theory` (``action=u1``, 2D U(1) gauge theory with exact results).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
+from .gauge.theory import U1Theory
 from .lattice.theory import FreeTheory, Phi4Theory
 
 
@@ -89,8 +94,25 @@ class Theory(Protocol):
         """Geometry and couplings as JSON (results.json ``lattice``; the chains files' attributes)."""
 
 
+def flow_family(theory):
+    """The flows of ``theory`` (a theory class or object): its optional ``flow_family`` (U(1):
+    :data:`trivflow.gauge.flows.U1_FLOWS`, which builds, trains from its prior, saves and loads
+    gauge-equivariant flows), or None for trivflow's φ⁴ coupling flows (``trivflow.flows``)."""
+    family = getattr(theory, "flow_family", None)
+    return family.fget(theory) if isinstance(family, property) else family
+
+
 #: ``action=`` → the class that implements it
-THEORIES: dict[str, type] = {"phi4": Phi4Theory, "free": FreeTheory}
+THEORIES: dict[str, type] = {"phi4": Phi4Theory, "free": FreeTheory, "u1": U1Theory}
+
+
+def coupling_names(action: str) -> tuple[str, ...]:
+    """The constructor arguments (geometry and couplings) of the theory ``action``, e.g.
+    ``("L", "d", "beta", "lam")`` for φ⁴ and ``("L", "beta", "d")`` for U(1): the ``lattice.*``
+    keys that theory reads."""
+    if action not in THEORIES:
+        raise ValueError(f"action={action!r} is invalid: expected one of {sorted(THEORIES)}")
+    return tuple(f.name for f in dataclasses.fields(THEORIES[action]))
 
 
 def make_theory(action: str, **couplings) -> Theory:

@@ -466,7 +466,8 @@ def hmc_xi_measure(key, L: int, d: int, lam: float, *, num_chains: int, num_traj
         calls[0] += 1
         near = min(finals, key=lambda b: abs(b - beta), default=None)
         warm = near is not None and abs(near - beta) <= warm_dbeta
-        positions = finals[near] if warm else hmc.random_positions(key_init, num_chains, theory.shape)
+        positions = finals[near] if warm else hmc.random_positions(key_init, num_chains, theory.shape,
+                                                                               dtype=jax.numpy.result_type(float))
         therm = warm_therm if warm else num_therm
         started = time.perf_counter()
         result = hmc.run_chains(key_run, kernel, positions, hmc.phi4_params(theory, positions.dtype),

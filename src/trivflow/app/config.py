@@ -21,13 +21,14 @@ from ..hmc.driver import validate_run_args
 from ..hmc.integrators import INTEGRATORS
 from ..lattice.theory import Phi4Theory
 from ..priors.factory import PRIOR_NAMES
-from ..theory import THEORIES, Theory, make_theory
+from ..theory import THEORIES, Theory, coupling_names, flow_family, make_theory
 from ..tuning import automatic_bracket_available
 
 
 @dataclass
 class LatticeConfig:
-    """φ⁴ on an L^d periodic lattice (docs/theory.md#action)."""
+    """The lattice and the couplings: φ⁴ on an L^d periodic lattice (docs/theory.md#action) reads
+    all four; U(1) gauge theory (``action=u1``, docs/theory.md#u1) reads L, d (= 2) and beta."""
 
     L: int = 8
     d: int = 2
@@ -37,8 +38,9 @@ class LatticeConfig:
 
 @dataclass
 class ActionSchema:
-    """The action (docs/theory.md#action): ``phi4`` (λ from ``lattice.lam``) or ``free`` (λ = 0, exactly
-    solvable: results.json then carries the exact ⟨φ²⟩, χ and ξ beside the measured ones)."""
+    """The action (docs/theory.md#action): ``phi4`` (λ from ``lattice.lam``), ``free`` (λ = 0, exactly
+    solvable: results.json then carries the exact ⟨φ²⟩, χ and ξ beside the measured ones) or ``u1``
+    (2D U(1) gauge theory, docs/theory.md#u1, with the exact plaquette and ⟨Q²⟩)."""
 
     name: str = "phi4"
 
@@ -88,6 +90,10 @@ class FlowSchema:
 
     ``checkpoint``: a flow directory (``<run>/flow``) or a run directory to sample with a
     trained flow instead of training one.
+
+    ``action=u1`` builds gauge-equivariant flows instead (:mod:`trivflow.gauge.flows`,
+    ``flow=u1_equivariant``): they read num_layers, kernel_size, hidden_channels, components,
+    activation, seed and checkpoint.
     """
 
     kernel_size: Any = 3  # odd int, or one odd int per layer
@@ -97,6 +103,7 @@ class FlowSchema:
     output_activation: str = "tanh"
     seed: int = 0
     compute_dtype: Optional[str] = None  # None: exact (field dtype); "float32": faster, ~1e-7 perturbation
+    components: int = 4  # action=u1's gauge flows: components of the circle maps (mixtures of NCPs)
     checkpoint: Optional[str] = None
 
 
@@ -207,6 +214,7 @@ class Config:
     quiet: bool = False  # batch jobs: no progress bars, only warnings and errors on the console
     plots: bool = True  # write PNG figures of the run into <run dir>/plots (trivflow.plots)
     compile_cache: Optional[str] = "default"  # JAX's persistent compile cache: a directory, default, or null (off)
+    compile_cache_max_gb: float = 2.0  # the cache's size bound in GiB (least recently used evicted)
 
 
 ACTIONS = tuple(THEORIES)  # the library's registry (trivflow.theory.THEORIES)
@@ -240,7 +248,7 @@ SAMPLER_KEYS = {"step_size": "sampler.step_size", "num_traj": "sampler.num_traj"
                 "save_every": "sampler.checkpoint_every", "target_accept": "sampler.target_accept",
                 "fourier_mass": "sampler.fourier_mass", "momentum_draw": "sampler.momentum_draw"}
 FLOW_KEYS = {name: f"flow.{name}" for name in ("kernel_size", "num_layers", "hidden_channels", "activation",
-                                                "output_activation", "seed", "compute_dtype")}
+                                                "output_activation", "seed", "compute_dtype", "components")}
 TRAIN_KEYS = {"steps": "train.steps", "batch_size": "train.batch_size", "lr": "train.lr",
               "log_every": "train.log_every", "save_every": "train.checkpoint_every", "L": "train.L",
               "beta": "train.beta"}
@@ -312,6 +320,10 @@ def _validate_checkpoint(c) -> None:
 
     f = c.flow
     path = checkpoint_dir(f.checkpoint)
+    family = _stored_family(path)
+    if family is not None:  # a flow of another theory's family (a U(1) gauge flow)
+        _fail("flow.checkpoint", f.checkpoint, f"a phi4 coupling flow for action={c.action.name} (the checkpoint "
+              f"{str(path)!r} holds a {family} flow)")
     try:
         stored = read_flow_config(path)
     except FileNotFoundError as err:
@@ -357,12 +369,94 @@ def baseline_priors(c) -> list[str]:
     return [p for i, p in enumerate(out) if p != c.prior.name and p not in out[:i]]
 
 
+def _prior_names(theory) -> tuple[str, ...]:
+    """The ``prior.name`` values a flow of ``theory`` trains from."""
+    family = flow_family(theory)
+    return PRIORS if family is None else family.prior_names
+
+
+def _check_train_keys(c, theory) -> None:
+    """``train.*`` of a flow that is trained in this run."""
+    t = c.train
+    for key, value, minimum in (("train.steps", t.steps, 1), ("train.batch_size", t.batch_size, 2),
+                                ("train.log_every", t.log_every, 1)):
+        if value < minimum:
+            _fail(key, value, f"an integer >= {minimum}")
+    if not t.lr > 0:
+        _fail("train.lr", t.lr, "a positive learning rate")
+    if t.beta is not None:
+        with config_keys(TRAIN_KEYS):  # the training couplings
+            dataclasses.replace(theory, L=t.L or theory.L, beta=t.beta)
+
+
+def _validate_family_flow(c, theory, family) -> None:
+    """The flows of a theory with its own flow family (U(1): gauge-equivariant couplings): the
+    family's ``flow.*`` keys, extents it can act on, its priors, a checkpoint of that family."""
+    f, t = c.flow, c.train
+    with config_keys(FLOW_KEYS):
+        family.config(vars(f))
+    m = family.extent_multiple
+    for key, L in [("lattice.L", theory.L), ("train.L", t.L), *[("volumes", v) for v in c.volumes]]:
+        if L is not None and L % m:
+            _fail(key, L, f"a multiple of {m} for action={theory.name} with a flow sampler (the {family.name} "
+                  f"flow's masks have period {m})")
+    if c.prior.name not in family.prior_names:
+        _fail("prior.name", c.prior.name, f"one of {list(family.prior_names)} for action={theory.name} "
+              f"(prior={family.prior_names[0]})")
+    for i, spec in enumerate(sampler_specs(c)):
+        if spec.prior is not None and spec.prior not in family.prior_names:
+            _fail("baselines", spec.label, f"a sampler without @prior or with a prior in {list(family.prior_names)} "
+                  f"for action={theory.name}")
+    if f.checkpoint is not None:
+        path = checkpoint_dir(f.checkpoint)
+        stored = _read_stored_flow(f.checkpoint, path)
+        if stored.get("family") != family.name:
+            _fail("flow.checkpoint", f.checkpoint, f"a {family.name} flow for action={theory.name} (the checkpoint "
+                  f"{str(path)!r} holds a {stored.get('family', 'phi4 coupling')} flow)")
+    else:
+        _check_train_keys(c, theory)
+
+
+def _read_stored_flow(value, path: Path) -> dict:
+    """The ``flow_config.json`` of the checkpoint ``flow.checkpoint=value`` (at ``path``), refused
+    naming the key when there is none or it is not JSON."""
+    import json
+
+    from ..training.checkpoint import is_complete
+
+    if not is_complete(path):
+        _fail("flow.checkpoint", value, f"a flow directory (flow_config.json and params/) or a run directory "
+              f"holding flow/; no flow checkpoint at {str(path)!r}")
+    try:
+        stored = json.loads((path / "flow_config.json").read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        _fail("flow.checkpoint", value, f"a readable flow checkpoint ({path / 'flow_config.json'}: {err})")
+    return stored if isinstance(stored, dict) else {}
+
+
+def _stored_family(path: Path) -> str | None:
+    """The ``family`` of the flow checkpoint at ``path`` (a theory's own flows, e.g.
+    ``u1_equivariant``), or None: a φ⁴ coupling flow, or no readable flow_config.json (whose
+    refusal is :func:`trivflow.training.checkpoint.read_flow_config`'s)."""
+    import json
+
+    try:
+        stored = json.loads((path / "flow_config.json").read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return stored.get("family") if isinstance(stored, dict) else None
+
+
 def _validate_flow(c, theory: Phi4Theory) -> None:
     from ..flows.api import FlowConfig
 
+    family = flow_family(theory)
+    if family is not None:
+        _validate_family_flow(c, theory, family)
+        return
     f, t = c.flow, c.train
     with config_keys(FLOW_KEYS):
-        FlowConfig.from_dict(vars(f), ignore=("checkpoint",))
+        FlowConfig.from_dict(vars(f), ignore=("checkpoint", "components"))  # components: gauge flows only
     if theory.d != 2:
         _fail("lattice.d", theory.d, "2: the checkerboard coupling flows act on 2D lattices")
     for key, L in [("lattice.L", theory.L), ("train.L", t.L), *[("volumes", v) for v in c.volumes]]:
@@ -374,15 +468,7 @@ def _validate_flow(c, theory: Phi4Theory) -> None:
         _validate_checkpoint(c)
     _validate_priors(c, theory)
     if f.checkpoint is None or baseline_priors(c):
-        for key, value, minimum in (("train.steps", t.steps, 1), ("train.batch_size", t.batch_size, 2),
-                                    ("train.log_every", t.log_every, 1)):
-            if value < minimum:
-                _fail(key, value, f"an integer >= {minimum}")
-        if not t.lr > 0:
-            _fail("train.lr", t.lr, "a positive learning rate")
-        if t.beta is not None:
-            with config_keys(TRAIN_KEYS):  # the training couplings
-                dataclasses.replace(theory, L=t.L or theory.L, beta=t.beta)
+        _check_train_keys(c, theory)
 
 
 def _validate_priors(c, theory: Phi4Theory) -> None:
@@ -470,11 +556,14 @@ def _validate_hmc_options(c, smp, theory) -> None:
     if smp.adapt_step_size and smp.num_therm < 1:
         _fail("sampler.num_therm", smp.num_therm, ">= 1 with sampler.adapt_step_size=true (the step size is "
               "adapted during thermalization)")
+    if smp.fourier_mass is not None and tuple(theory.shape) != (theory.L,) * theory.d:
+        _fail("sampler.fourier_mass", smp.fourier_mass, f"null for action={theory.name} (the Fourier kernel "
+              f"M(p) acts on a scalar field of shape (L,)*d, not on shape {tuple(theory.shape)})")
     if smp.fourier_mass is not None:
         m2 = smp.fourier_mass
         if isinstance(m2, bool) or not isinstance(m2, (int, float)) or not 0 < m2 < float("inf"):
             exact = (f"; m^2 = 2 - 2 d beta = {2 - 2 * theory.d * theory.beta:g} is the free theory's exact kernel"
-                     if theory.lam == 0 else "")
+                     if getattr(theory, "lam", None) == 0 else "")
             _fail("sampler.fourier_mass", m2, "a positive number m^2 (M(p) = beta sum_mu 4 sin^2(p_mu/2) + m^2) or "
                   f"null{exact}")
         if theory.beta < 0:
@@ -499,15 +588,16 @@ def validate(cfg: DictConfig | Config) -> Theory:
         _fail("action.name", c.action.name, f"one of {list(ACTIONS)}")
     if c.action.name == "free" and lat.lam != 0:
         _fail("lattice.lam", lat.lam, "0 with action=free (the free theory has no quartic term)")
-    with config_keys(LATTICE_KEYS):
-        theory = make_theory(c.action.name, L=lat.L, d=lat.d, beta=lat.beta, lam=lat.lam)
+    with config_keys(LATTICE_KEYS):  # each theory takes its own lattice.* keys (φ⁴: L, d, beta, lam; u1: L, d, beta)
+        theory = make_theory(c.action.name, **{k: getattr(lat, k) for k in coupling_names(c.action.name)})
     for i, spec in enumerate(sampler_specs(c)):
         key = "sampler.name" if i == 0 else "baselines"
         if spec.sampler not in SAMPLERS or (i == 0 and spec.prior is not None):
             _fail(key, spec.label, f"one of {list(SAMPLERS)}" + (", or sampler@prior" if i else ""))
-        if spec.prior is not None and (spec.sampler not in FLOW_SAMPLERS or spec.prior not in PRIORS):
+        priors = _prior_names(theory)
+        if spec.prior is not None and (spec.sampler not in FLOW_SAMPLERS or spec.prior not in priors):
             _fail(key, spec.label,
-                  f"sampler@prior with a flow sampler {list(FLOW_SAMPLERS)} and a prior {list(PRIORS)}")
+                  f"sampler@prior with a flow sampler {list(FLOW_SAMPLERS)} and a prior {list(priors)}")
     if c.volumes and smp.name not in FLOW_SAMPLERS:
         _fail("volumes", list(c.volumes), f"empty unless sampler.name is a flow sampler {list(FLOW_SAMPLERS)}")
     if "imh" in [spec.sampler for spec in sampler_specs(c)]:
@@ -541,6 +631,11 @@ def validate(cfg: DictConfig | Config) -> Theory:
         _fail("platform", c.platform, f"one of {list(PLATFORMS)}")
     if c.compile_cache is not None and not str(c.compile_cache).strip():
         _fail("compile_cache", c.compile_cache, "a directory, 'default' (the user cache directory) or null (off)")
+    # always bounded: an unbounded process writes entries without the access-time files that a
+    # bounded one sharing the directory needs (trivflow.app.environment._stamp_unbounded_entries)
+    max_gb = getattr(c, "compile_cache_max_gb", 2.0)
+    if not (isinstance(max_gb, (int, float)) and max_gb > 0):
+        _fail("compile_cache_max_gb", max_gb, "a positive number of GiB (a large one for practically no bound)")
     if not ana.s_tau > 0:
         _fail("analysis.s_tau", ana.s_tau, "a positive number (ADerrors default 4, Wolff 1.5)")
     if ana.plateau is not None:
@@ -549,6 +644,9 @@ def validate(cfg: DictConfig | Config) -> Theory:
             _fail("analysis.plateau", t, f"[t_min, t_max] with 1 <= t_min <= t_max <= L/2 - 1 = {lat.L // 2 - 1}")
     if c.task not in TASKS:
         _fail("task", c.task, f"one of {list(TASKS)}")
+    if c.task == "tune_beta" and "xi" not in theory.headline:
+        _fail("task", c.task, f"'sample' for action={c.action.name} (task=tune_beta tunes beta to a correlation "
+              "length xi, which this theory does not measure)")
     if c.task == "tune_beta":
         validate_tune(c, theory)
     elif needs_flow(c):
@@ -564,16 +662,33 @@ def _override_key(override: str) -> str:
 
 def _unread_reason(key: str, c) -> str | None:
     """Why no stage of the run described by ``c`` reads ``key`` and what would make it count,
-    or None when some stage reads it. The rules follow the pipeline (docs/architecture.md): the
+    or None when some stage reads it. The rules follow the pipeline (docs/architecture.md): a
+    ``lattice.*`` key is read only by a theory that has that coupling (``lattice.lam`` is φ⁴'s, not
+    U(1)'s: :func:`trivflow.theory.coupling_names`); the
     flow, its training and its prior exist only for flow samplers; ``tune.*`` and ``target_xi``
     only for ``task=tune_beta``; ``sampler.batch_size`` only for independence MH and
     ``sampler.target_accept`` only for NUTS and for hmc/fhmc with ``sampler.adapt_step_size``."""
     group = key.split(".", 1)[0]
+    if group == "lattice" and key != "lattice" and c.action.name in THEORIES:
+        coupling = key.split(".", 1)[1]
+        if coupling not in coupling_names(c.action.name):
+            return (f"action={c.action.name} has no coupling {coupling} (it reads lattice."
+                    + ", lattice.".join(coupling_names(c.action.name)) + ")")
     samplers = [spec.sampler for spec in sampler_specs(c)]
     running = f"sampler={c.sampler.name}" + (f", baselines={list(c.baselines)}" if c.baselines else "")
     if group in ("flow", "train", "prior") and c.task != "tune_beta" and not needs_flow(c):
         return (f"no sampler of this run uses a flow ({running}); it counts with a flow sampler, e.g. "
                 f"sampler=fhmc or baselines=[fhmc]")
+    family = flow_family(THEORIES[c.action.name]) if c.action.name in THEORIES else None
+    if family is not None and group in ("flow", "prior") and key not in ("flow", "prior"):
+        leaf = key.split(".", 1)[1]
+        read = (*family.config_keys(), "checkpoint") if group == "flow" else ("name",)
+        if leaf not in read:
+            return (f"the {family.name} flows of action={c.action.name} do not read it (they read "
+                    + ", ".join(f"{group}.{k}" for k in read) + ")")
+    elif family is None and key == "flow.components":
+        return (f"only the gauge flows of action=u1 read it (this run: action={c.action.name}, whose coupling "
+                "flows read flow.kernel_size, flow.num_layers, flow.hidden_channels, ...)")
     if (group == "tune" or key == "target_xi") and c.task != "tune_beta":
         return f"only task=tune_beta reads it (this run: task={c.task})"
     if key == "sampler.batch_size" and "imh" not in samplers:

@@ -21,9 +21,11 @@ def default_compile_cache_dir() -> Path:
     return Path(base) / "trivflow" / "jax"
 
 
-def configure_compile_cache(compile_cache: str | None) -> str | None:
+def configure_compile_cache(compile_cache: str | None, max_gb: float | None = None) -> str | None:
     """Point JAX's persistent compilation cache at ``compile_cache`` (``"default"``:
     :func:`default_compile_cache_dir`; None: off) and return the directory used (None: off).
+    ``max_gb``: bound of the directory's size in GiB (JAX's ``jax_compilation_cache_max_size``: the
+    least recently used executables are deleted when a new one would exceed it); None: no bound.
 
     A compiled program (XLA executable) is stored there keyed by its HLO, the compile options,
     the jax/jaxlib version and the device, so a second job compiling the same program loads it
@@ -38,26 +40,49 @@ def configure_compile_cache(compile_cache: str | None) -> str | None:
         default_compile_cache_dir() if compile_cache == "default" else Path(compile_cache).expanduser())
     if path is not None:
         Path(path).mkdir(parents=True, exist_ok=True)
+    max_size = -1 if max_gb is None else int(max_gb * 2**30)  # -1: JAX's "no limit"
+    if path is not None and max_size != -1:
+        _stamp_unbounded_entries(Path(path))
+    if jax.config.jax_compilation_cache_max_size != max_size:
+        jax.config.update("jax_compilation_cache_max_size", max_size)
+        compilation_cache.reset_cache()
     if jax.config.jax_compilation_cache_dir != path:
         jax.config.update("jax_compilation_cache_dir", path)
         compilation_cache.reset_cache()  # JAX opens its cache once per process: reopen it at the new path
     return path
 
 
+def _stamp_unbounded_entries(path: Path) -> None:
+    """Give every executable in ``path`` that has no access-time file one (its modification time).
+
+    JAX's bounded cache (jax._src.lru_cache) keeps a ``<key>-atime`` file beside each
+    ``<key>-cache`` and reads it for every entry when it evicts; an unbounded cache writes none.
+    A directory filled without a bound (trivflow before ``compile_cache_max_gb``, or a library
+    call with ``max_gb=None``) would make every later write fail with FileNotFoundError, so the
+    cache would silently stop caching. An unbounded process writing while a bounded one runs has
+    the same effect on that one's writes (a warning per entry not cached): the application is
+    therefore always bounded."""
+    for entry in path.glob("*-cache"):
+        atime = entry.with_name(entry.name.removesuffix("-cache") + "-atime")
+        if not atime.exists():
+            atime.write_bytes(entry.stat().st_mtime_ns.to_bytes(8, "little"))  # JAX's format: ns, little-endian
+
+
 def configure_jax(precision: str = "float64", platform_name: str | None = None,
-                  compile_cache: str | None = None) -> dict:
+                  compile_cache: str | None = None, cache_max_gb: float | None = None) -> dict:
     """Apply precision, platform and the persistent compilation cache before any JAX array exists
     (docs/reference/configuration.md), and return the devices JAX will use, ``{"platform",
     "device_kind", "devices"}`` (results.json ``device``). ``compile_cache``: as in
     :func:`configure_compile_cache` (None here leaves it off; the application's key
-    ``compile_cache`` defaults to ``"default"``).
+    ``compile_cache`` defaults to ``"default"``), bounded to ``cache_max_gb`` GiB (None: no bound;
+    the application's ``compile_cache_max_gb`` defaults to 2).
 
     Raises ``ValueError`` when ``platform_name`` is set and JAX has no such device (instead of
     running elsewhere), listing the devices it sees."""
     import jax
 
     jax.config.update("jax_enable_x64", precision == "float64")
-    configure_compile_cache(compile_cache)
+    configure_compile_cache(compile_cache, cache_max_gb)
     if platform_name:
         previous = jax.config.jax_platforms
         jax.config.update("jax_platforms", platform_name)
@@ -95,6 +120,8 @@ def beta_source(theory, action: str = "phi4") -> str:
     from ..lattice.presets import LINE_OF_CONSTANT_PHYSICS as LCP
 
     L, beta = theory.L, theory.beta
+    if not hasattr(theory, "lam"):  # not φ⁴ (e.g. action=u1): no tabulated line of constant physics
+        return f"set directly (lattice.beta; no line of constant physics is tabulated for action={theory.name})"
     if action == "free" or theory.lam == 0:
         return "set for the free theory (lambda = 0; exact results beside the measured ones)"
     if theory.lam != 0.5 or theory.d != 2:

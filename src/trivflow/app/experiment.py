@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..formatting import paren, paren_pair, plain, ratio
 from ..state import atomic_savez, atomic_write_text, config_fingerprint, read_meta, replace_dir, temporary_dir
-from ..theory import THEORIES
+from ..theory import THEORIES, flow_family
 from . import rundir
 from .config import FLOW_SAMPLERS, SAMPLER_KEYS, TRAIN_KEYS, checkpoint_dir, config_keys, sampler_specs, validate
 from .environment import beta_source, configure_jax, results_header
@@ -39,7 +39,20 @@ class TrainedFlow:
     prior: object = None  # the prior it was trained with (independence MH proposes from it)
 
 
-def _flow_kwargs(cfg) -> dict:
+def field_dtype(cfg):
+    """The dtype of fields and flow parameters for ``cfg.precision`` (passed explicitly, so a
+    deliberate ``precision=float32`` run gets no :class:`~trivflow.dtypes.Float32Default` warning)."""
+    import jax.numpy as jnp
+
+    return jnp.float64 if cfg.precision == "float64" else jnp.float32
+
+
+def _flow_kwargs(cfg, theory=None) -> dict:
+    """The flow's architecture from ``flow.*``: the keys of the theory's flow family (U(1): its
+    gauge flows, :func:`trivflow.theory.flow_family`), else the φ⁴ coupling flows' FlowConfig keys."""
+    family = flow_family(theory) if theory is not None else None
+    if family is not None:
+        return family.config(OmegaConf.to_container(cfg.flow, resolve=True)).to_dict()
     f = cfg.flow
     kernel = OmegaConf.to_object(f.kernel_size) if OmegaConf.is_config(f.kernel_size) else f.kernel_size
     return dict(kernel_size=kernel, num_layers=f.num_layers, hidden_channels=tuple(f.hidden_channels),
@@ -170,6 +183,11 @@ def load_checkpoint(path: Path, theory, expect: dict) -> TrainedFlow:
     from ..training import load_flow
     from ..training.checkpoint import is_complete
 
+    family = flow_family(theory)
+    if family is not None:  # e.g. U(1)'s gauge flows: no coarse level, the family's own prior
+        flow, stored = family.load(path)
+        log.info("flow loaded from %s (trained at %s)", path, stored.get("lattice"))
+        return TrainedFlow(flow, stored, None, family.prior(stored.get("prior", family.prior_names[0]), theory.shape))
     graphdef, params, stored = load_flow(path, shape=theory.shape, expect=expect)
     log.info("flow loaded from %s (trained at %s)", path, stored.get("lattice"))
     loaded = TrainedFlow(Flow.from_module(graphdef, params), stored, None)
@@ -188,7 +206,7 @@ def prepare_flow(plan: FlowPlan, cfg, theory, out_dir: Path, *, progress: bool) 
     from ..priors.factory import TOWER_PRIORS
     from ..training.checkpoint import is_complete
 
-    kwargs = _flow_kwargs(cfg)
+    kwargs = _flow_kwargs(cfg, theory)
     if plan.checkpoint is not None:
         return load_checkpoint(plan.checkpoint, theory, {k: kwargs[k] for k in ("kernel_size", "num_layers")})
     with config_keys(TRAIN_KEYS):  # a diverged training names train.lr and train.steps
@@ -245,11 +263,16 @@ def train_level(level: FlowTraining, cfg, theory, out_dir: Path, *, progress: bo
 
     t, where = cfg.train, level.directory
     where.mkdir(parents=True, exist_ok=True)
-    kwargs = _flow_kwargs(cfg)
+    kwargs = _flow_kwargs(cfg, theory)
     train_theory = dataclasses.replace(theory, L=level.L, beta=level.beta)
-    flow = Flow.from_module(*split_flow(build_flow(**kwargs)))
-    prior, prior_info = make_prior(level.prior, L_train=level.L, d=theory.d, lam=theory.lam, seed=cfg.seed,
-                                   directory=out_dir / "priors", progress=progress)
+    family = flow_family(theory)
+    if family is None:  # φ⁴'s coupling flows and priors
+        flow = Flow.from_module(*split_flow(build_flow(**kwargs, dtype=field_dtype(cfg))))
+        prior, prior_info = make_prior(level.prior, L_train=level.L, d=theory.d, lam=theory.lam, seed=cfg.seed,
+                                       directory=out_dir / "priors", progress=progress)
+    else:  # the theory's own flows (U(1): gauge-equivariant couplings from the Haar measure)
+        flow = family.build(family.config(kwargs))
+        prior, prior_info = family.prior(level.prior["name"], train_theory.shape), {"name": level.prior["name"]}
     action_fn = train_theory.action_fn
     key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
     key_before, key_train, key_after = jax.random.split(key, 3)
@@ -264,12 +287,16 @@ def train_level(level: FlowTraining, cfg, theory, out_dir: Path, *, progress: bo
     flow, history = train_flow(key_train, flow, prior, action_fn, steps=t.steps, batch_size=t.batch_size,
                                lr=t.lr, log_every=t.log_every, progress=progress, state_path=state_path,
                                save_every=t.checkpoint_every, fingerprint=fingerprint)
-    flow_config = {**kwargs, "lattice": train_theory.to_dict(), "prior": level.prior["name"],
+    flow_config = {**({"family": family.name} if family is not None else {}), **kwargs,
+                   "lattice": train_theory.to_dict(), "prior": level.prior["name"],
                    "train": {"steps": t.steps, "batch_size": t.batch_size, "lr": t.lr}}
     after = evaluate_flow(key_after, flow, prior, action_fn, batch_size=t.batch_size)
     check_training(before, after, lr=t.lr, steps=t.steps)  # a diverged flow never reaches a sampler
     if trained and is_complete(where / "flow"):  # resumed after training: flow/ was written then
         log.info("training had completed: the flow in %s is reused", where / "flow")
+    elif family is not None:  # also rebuilds a flow/ whose writing was killed
+        family.save(where / "flow", flow, family.config(kwargs),
+                    {k: v for k, v in flow_config.items() if k not in kwargs})
     else:  # also rebuilds a flow/ whose writing was killed (params from state/train.npz)
         save_flow(where / "flow", flow.params, flow_config, overwrite=True)
     atomic_savez(where / "training_history.npz", {k: np.asarray(v) for k, v in history.items()})
@@ -354,7 +381,7 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
 
     s = cfg.sampler
     key_init, key_run = jax.random.split(jax.random.key(cfg.seed))
-    positions = theory.random_field(key_init, s.num_chains)
+    positions = theory.random_field(key_init, s.num_chains, field_dtype(cfg))
     theory_params = theory.params(positions.dtype)
     desc = f"{name.upper()} L={theory.L}"
     resumable = dict(state_path=state_path, save_every=s.checkpoint_every,
@@ -379,7 +406,11 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
         measure = pulled_back_measure(theory.measure_fn)
         return hmc.run_chains(key_run, kernel, positions, params, measure_fn=measure, **hmc_args)
     if name == "imh":
-        prior = flow.prior if flow.prior is not None else GaussianPrior(theory.shape)
+        family = flow_family(theory)
+        if family is not None:  # the family's prior has no lattice-bound state: build it at this L
+            prior = family.prior(family.prior_names[0], theory.shape)
+        else:
+            prior = flow.prior if flow.prior is not None else GaussianPrior(theory.shape)
         if tuple(prior.shape) != tuple(theory.shape):
             if not isinstance(prior, GaussianPrior):  # refused by validate(); a library caller may get here
                 raise ValueError(f"imh at L={theory.L}: the flow's prior lives on shape {prior.shape}")
@@ -426,13 +457,14 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
 
     from .resources import check_memory
 
-    device = configure_jax(cfg.precision, cfg.platform, cfg.get("compile_cache"))
+    device = configure_jax(cfg.precision, cfg.platform, cfg.get("compile_cache"),
+                           cache_max_gb=cfg.get("compile_cache_max_gb"))
     device["memory_estimate"] = check_memory(cfg, theory, jax.devices()[0],
                                              float_bytes=8 if cfg.precision == "float64" else 4)
     from ..io import write_chains
     from ..lattice.observables import default_plateau
     from ..plots import PLOTS_DIR, plot_run
-    from ..summary import summarize_run
+    from ..summary import cost_block, evaluations_per_traj, setup_seconds, summarize_run
 
     beta_note = beta_source(theory, cfg.action.name)
     log.info("lattice %s: beta %s", theory, beta_note)
@@ -467,6 +499,11 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
                                             "initial": cfg.sampler.traj_length / cfg.sampler.num_steps}
         if job.prior is not None:
             runs[job.label]["prior"] = job.prior
+        used_flow = flows.get(job.prior) if job.sampler in ("fhmc", "imh") else None
+        per_traj = evaluations_per_traj(job.sampler, num_steps=cfg.sampler.num_steps,
+                                        integrator=cfg.sampler.integrator, nuts_steps=result.extra.get("num_steps"))
+        runs[job.label]["cost"] = cost_block(runs[job.label], per_traj, primary=th.primary_observable,
+                                             setup=setup_seconds(used_flow.training if used_flow else None))
         chains[job.label] = (result, job.sampler, th)
     flow = flows.get(cfg.prior.name)
 
@@ -510,6 +547,23 @@ def _diagnostics_line(diag: dict) -> str:
     return "  R-hat (ESS bulk, tail): " + "   ".join(parts)
 
 
+def _cost_line(cost: dict) -> str:
+    """``cost per independent sample: 360(50) force evals (each a flow pass), 0.00084(11) s; …``
+    (:func:`trivflow.summary.cost_block`)."""
+    per = cost["per_indep"]
+    force, flow = per["force_evals"], per["flow_evals"]
+    if force[0]:
+        parts = [f"{paren_pair(force)} force evals" + (" (each a flow pass)" if flow[0] else "")]
+    else:
+        parts = [f"{paren_pair(flow)} flow passes"] if flow[0] else []
+    parts.append(f"{paren_pair(per['seconds'])} s")
+    line = "  cost per independent sample: " + ", ".join(parts)
+    if cost.get("setup_seconds"):
+        line += (f"; {paren_pair(cost['amortised_seconds_per_indep'])} s with the "
+                 f"{cost['setup_seconds']:.1f} s of training and prior ensembles")
+    return line
+
+
 def _reference_run(runs: dict) -> str | None:
     """The plain-HMC run that τ_int ratios are quoted against, if the job has one."""
     return next((name for name, r in runs.items() if r.get("sampler") == "hmc" and "@" not in name), None)
@@ -520,7 +574,7 @@ def format_summary(results: dict) -> str:
     (:mod:`trivflow.formatting`), the multi-chain diagnostics, and each run's τ_int of the primary
     observable as a ratio to plain HMC's (propagated error) when the job ran HMC beside it."""
     lat = results["lattice"]
-    lines = [f"L={lat['L']} d={lat['d']} beta={lat['beta']} lam={lat['lam']}"
+    lines = [" ".join(f"{k}={v}" for k, v in lat.items())  # the theory's geometry and couplings (to_dict)
              + (f"   (beta {results['beta_source']})" if "beta_source" in results else "")]
     if "training" in results:
         tr = results["training"]
@@ -549,10 +603,14 @@ def format_summary(results: dict) -> str:
             lines.append(f"  tau_int({primary}) / {reference}'s: {paren(*ratio(tau_p[0], tau_p[1], ref[0], ref[1]))}")
         lines.append(f"  {r['traj_per_second']:.4g} chain-trajectories/s ({r['seconds']:.1f} s sampling, "
                      f"{r['compile_seconds']:.1f} s compile)")
-        if "exact" in r:
+        if "cost" in r:
+            lines.append(_cost_line(r["cost"]))
+        if "exact" in r:  # the theory's exact values, those of the headline first
             ex = r["exact"]
-            lines.append("  exact (free theory): " + "   ".join(
-                f"{k} {ex[k]:.5g}" for k in ("chi", "G0", "xi") if ex.get(k) is not None))
+            keys = [k for k in (headline or ()) if ex.get(k) is not None]
+            keys += [k for k, v in ex.items() if v is not None and k not in keys]
+            lines.append(f"  exact ({'free theory' if action in ('free', 'phi4') else action}): "
+                         + "   ".join(f"{_LABELS.get(k, k)} {ex[k]:.5g}" for k in keys))
         lines += [f"  WARNING {w}" for w in r.get("warnings", [])]
     if results.get("chains"):
         lines.append("chains (ArviZ netCDF, trivflow.io.load_chains): " + ", ".join(results["chains"].values()))

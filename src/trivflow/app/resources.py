@@ -17,6 +17,7 @@ more than the factor of the intermediates left out:
 
 from __future__ import annotations
 
+import math
 import os
 
 #: Arrays of num_chains · V floats alive in one HMC trajectory (lower bound).
@@ -63,7 +64,8 @@ def estimate(cfg, theory, *, float_bytes: int) -> dict[str, dict[str, tuple[str,
     from .config import needs_flow, sampler_specs
 
     s, t = cfg.sampler, cfg.train
-    volumes = [theory.L ** theory.d] + [L ** theory.d for L in cfg.volumes]
+    # reals per configuration (φ⁴: L^d sites; u1: 2 L² links)
+    volumes = [math.prod(theory.shape)] + [math.prod(theory.with_extent(L).shape) for L in cfg.volumes]
     samplers = {spec.sampler for spec in sampler_specs(cfg)}
     device: dict[str, tuple[str, float]] = {}
     for name in samplers:
@@ -74,7 +76,7 @@ def estimate(cfg, theory, *, float_bytes: int) -> dict[str, dict[str, tuple[str,
             arrays = FLOW_STATE_ARRAYS if name == "fhmc" else STATE_ARRAYS
             device[f"{name} chain states"] = ("sampler.num_chains", s.num_chains * vol * float_bytes * arrays)
     if needs_flow(cfg) and not cfg.flow.checkpoint:
-        V_train = (t.L or theory.L) ** theory.d
+        V_train = math.prod(theory.with_extent(t.L or theory.L).shape)
         device["training batch"] = ("train.batch_size", t.batch_size * V_train * float_bytes * TRAIN_ARRAYS)
         if cfg.prior.name != "gaussian" and not cfg.prior.ensemble:
             device["prior ensemble"] = ("prior.ensemble_size", cfg.prior.ensemble_size * V_train * float_bytes)

@@ -32,7 +32,8 @@ def run_tune_beta(cfg, out_dir) -> dict:
     from .environment import configure_jax, results_header
 
     theory = validate(cfg)  # includes validate_tune: every check before compute
-    device = configure_jax(cfg.precision, cfg.platform, cfg.get("compile_cache"))
+    device = configure_jax(cfg.precision, cfg.platform, cfg.get("compile_cache"),
+                           cache_max_gb=cfg.get("compile_cache_max_gb"))
     import jax
 
     from ..lattice.observables import default_plateau

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ..dtypes import default_float
 from ..errors import ParameterError, must_be
 from .activations import ACTIVATIONS, ODD_ACTIVATIONS
 from .checkerboard import check_lattice_shape
@@ -145,6 +146,7 @@ class FlowConfig:
 
     def build(self, *, dtype=None) -> Compose:
         """The flow module of this config (see :func:`build_flow`)."""
+        dtype = dtype if dtype is not None else default_float("build_flow")
         rngs = nnx.Rngs(self.seed)
         couplings = [
             AffineCoupling(
@@ -173,8 +175,9 @@ def build_flow(*args, dtype=None, **fields) -> Compose:
             ``hidden_channels``, ``activation``, ``output_activation``, ``seed``,
             ``compute_dtype``: ``None`` for the exact path, ``jnp.float32``/``"float32"`` for
             mixed precision); the signature is derived from it.
-        dtype: parameter dtype; ``None`` is the default float of the JAX config (float64 when
-            ``jax_enable_x64`` is on). Use the dtype of the fields the flow will act on.
+        dtype: parameter dtype; ``None`` is float64 (float32 with a
+            :class:`~trivflow.dtypes.Float32Default` warning when x64 is off). Use the dtype of
+            the fields the flow will act on.
 
     Returns:
         An ``nnx.Module`` with ``forward_and_log_det``/``inverse_and_log_det`` on ONE

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..dtypes import default_float
 from ..errors import ParameterError, must_be
 from . import adaptation
 from .chunks import chunk_function, compiled
@@ -145,22 +146,33 @@ def validate_run_args(step_size, num_traj, num_therm, meas_every, chunk_size) ->
 
 def _run_phase(kernel, measure_fn, states, chain_keys, params, kernel_args, start, n_traj,
                meas_every, chunk_meas, bar, compile_times, series: Series | None = None,
-               scalar_sharding=None, on_chunk: Callable | None = None, unit: str = "trajectories"):
+               scalar_sharding=None, on_chunk: Callable | None = None, unit: str = "trajectories",
+               adapt: "adaptation.DualAveraging | None" = None, da=None):
     """Run ``n_traj`` steps from step index ``start`` in chunks of at most ``chunk_meas``
-    measurements; collected series go to ``series``. ``on_chunk(states, t, infos)`` is called
-    after every chunk with the next step index t and the chunk's info."""
+    measurements; collected series go to ``series``. ``on_chunk(states, da, t, infos)`` is called
+    after every chunk with the next step index t and the chunk's info. Returns ``(states, da)``.
+
+    With ``adapt`` (thermalization only: no measurements, ``meas_every`` 1) each chunk also adapts
+    the step size by dual averaging from its state ``da`` (:mod:`trivflow.hmc.adaptation`), which
+    replaces ``kernel_args``."""
     done = 0
     while done < n_traj:
         n_meas = min(chunk_meas, (n_traj - done) // meas_every)
-        fn = chunk_function(kernel.step, measure_fn, n_meas, meas_every)
-        args = (states, chain_keys, put(jnp.asarray(start + done), scalar_sharding), params, kernel_args)
-        states, infos, obs = compiled(fn, args, compile_times)(*args)
+        t = put(jnp.asarray(start + done), scalar_sharding)
+        if adapt is None:
+            fn = chunk_function(kernel.step, measure_fn, n_meas, meas_every)
+            args = (states, chain_keys, t, params, kernel_args)
+            states, infos, obs = compiled(fn, args, compile_times)(*args)
+        else:
+            fn = adaptation.adaptation_chunk(kernel.step, n_meas, adapt, scalar_sharding)
+            args = (states, da, chain_keys, t, params)
+            (states, da, infos), obs = compiled(fn, args, compile_times)(*args), None
         infos = jax.tree_util.tree_map(np.asarray, infos)
         n_div = int(np.sum(infos.divergent))
         if n_div:
-            log.warning("%d divergent %s in steps %d..%d (rejected)%s", n_div, unit, start + done,
-                        start + done + n_meas * meas_every,
-                        "; consider a smaller step size" if unit == "trajectories" else "")
+            log.warning("%d divergent %s in steps %d..%d%s (rejected)%s", n_div, unit, start + done,
+                        start + done + n_meas * meas_every, "" if adapt is None else " while adapting the step size",
+                        "; consider a smaller step size" if unit == "trajectories" and adapt is None else "")
         done += n_meas * meas_every
         if series is not None:
             series.add(infos, obs)
@@ -172,31 +184,7 @@ def _run_phase(kernel, measure_fn, states, chain_keys, params, kernel_args, star
             else:
                 set_postfix(bar, infos.accepted, None, meas_every)
         if on_chunk is not None:
-            on_chunk(states, start + done, infos)
-    return states
-
-
-def _run_adaptation(kernel, settings, states, da, chain_keys, params, start, n_traj, chunk_size, bar,
-                    compile_times, scalar_sharding, on_chunk: Callable):
-    """Thermalization with dual-averaging step-size adaptation (:mod:`trivflow.hmc.adaptation`):
-    ``n_traj`` steps from step index ``start`` in chunks of at most ``chunk_size``; returns the
-    chains' states and the adaptation state. ``on_chunk(states, da, t, infos)`` after every chunk."""
-    done = 0
-    while done < n_traj:
-        n = min(chunk_size, n_traj - done)
-        fn = adaptation.adaptation_chunk(kernel.step, n, settings, scalar_sharding)
-        args = (states, da, chain_keys, put(jnp.asarray(start + done), scalar_sharding), params)
-        states, da, infos = compiled(fn, args, compile_times)(*args)
-        infos = jax.tree_util.tree_map(np.asarray, infos)
-        n_div = int(np.sum(infos.divergent))
-        if n_div:
-            log.warning("%d divergent trajectories in steps %d..%d while adapting the step size (rejected)",
-                        n_div, start + done, start + done + n)
-        done += n
-        if bar is not None:
-            bar.update(n)
-            set_postfix(bar, infos.accepted, None, 1)
-        on_chunk(states, da, start + done, infos)
+            on_chunk(states, da, start + done, infos)
     return states, da
 
 
@@ -310,7 +298,8 @@ def run_chains(
               **({} if adapt is None else {"run_chains.adapt": repr(adapt)}),
               **(fingerprint or {})}
         files = RunFiles(state_path, fp)
-    states = jax.vmap(kernel.init, in_axes=(0, None))(positions, params)
+    # one compiled program: op-by-op dispatch of a vmapped flow (FHMC) costs seconds per call
+    states = jax.jit(jax.vmap(kernel.init, in_axes=(0, None)))(positions, params)
     da = None if adapt is None else adaptation.init(step_size, positions.dtype)
     clock = PhaseClock()
     t, series, phase = 0, Series(), "therm"
@@ -353,23 +342,15 @@ def run_chains(
         bar = progress_bar(num_therm, t, f"{desc} therm", progress, leave=False)
         clock.start("therm_seconds")
 
-        def after_therm_chunk(st, tn, infos):
+        def after_therm_chunk(st, new_da, tn, infos):
+            nonlocal da
+            da = new_da  # the checkpoint saves the adaptation state with the chains'
             checkpoint(st, tn, "therm", force=tn == num_therm)
             judge(infos, "thermalization", num_therm)
 
-        if da is None:
-            states = _run_phase(kernel, None, states, chain_keys, params, kernel_args, t, num_therm - t, 1,
+        states, da = _run_phase(kernel, None, states, chain_keys, params, kernel_args, t, num_therm - t, 1,
                                 max(1, chunk_size), bar, clock.compile_times, None, replicated, after_therm_chunk,
-                                unit)
-        else:
-            def after_adapt_chunk(st, new_da, tn, infos):
-                nonlocal da
-                da = new_da
-                after_therm_chunk(st, tn, infos)
-
-            da = put(da, replicated)
-            states, da = _run_adaptation(kernel, adapt, states, da, chain_keys, params, t, num_therm - t,
-                                         max(1, chunk_size), bar, clock.compile_times, replicated, after_adapt_chunk)
+                                unit, adapt=adapt, da=None if da is None else put(da, replicated))
         bar.close()
         clock.stop()
         t = num_therm
@@ -382,14 +363,14 @@ def run_chains(
         clock.start("seconds")
         judge.reset(series.infos)  # resumed mid-measurement: judge the whole phase
 
-        def after_measure_chunk(st, tn, infos):
+        def after_measure_chunk(st, _, tn, infos):
             if tn < total:
                 checkpoint(st, tn, "measure")
             judge(infos, "measurement", num_traj)
 
-        states = _run_phase(kernel, measure_fn, states, chain_keys, params, kernel_args, t, total - t,
-                            meas_every, chunk_meas, bar, clock.compile_times, series, replicated,
-                            after_measure_chunk, unit)
+        states, _ = _run_phase(kernel, measure_fn, states, chain_keys, params, kernel_args, t, total - t,
+                               meas_every, chunk_meas, bar, clock.compile_times, series, replicated,
+                               after_measure_chunk, unit)
         bar.close()
         clock.stop()
     if phase != "done":
@@ -417,6 +398,7 @@ def run_chains(
 
 
 def random_positions(key, num_chains: int, shape: tuple[int, ...], dtype=None) -> jnp.ndarray:
-    """Hot start: independent N(0, 1) configurations, shape ``(num_chains, *shape)``."""
-    dtype = dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    """Hot start: independent N(0, 1) configurations, shape ``(num_chains, *shape)``; ``dtype``
+    None: float64 (float32 with a :class:`~trivflow.dtypes.Float32Default` warning when x64 is off)."""
+    dtype = dtype or default_float("hmc.random_positions")
     return jax.random.normal(key, (num_chains, *shape), dtype)

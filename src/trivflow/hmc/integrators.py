@@ -102,6 +102,10 @@ def omelyan(value_and_grad: Callable, position, momentum, potential, grad, step_
 
 
 INTEGRATORS: dict[str, Callable] = {"leapfrog": leapfrog, "omelyan": omelyan}
+#: force evaluations (∂U/∂x) per integration step: the machine-independent unit of a trajectory's
+#: cost (results.json ``cost``; the gradient at the start of a trajectory is the one returned by the
+#: previous one)
+FORCE_EVALS_PER_STEP: dict[str, int] = {"leapfrog": 1, "omelyan": 2}
 
 
 def get_integrator(name: str) -> Callable:

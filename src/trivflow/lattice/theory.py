@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..dtypes import default_float
 from ..errors import ParameterError, must_be
 from .observables import default_plateau, effective_mass, phi4_observables
 from .phi4 import phi4_action, phi4_force
@@ -142,8 +143,9 @@ class Phi4Theory:
         return partial(phi4_action, beta=self.beta, lam=self.lam)
 
     def random_field(self, key, num_chains: int, dtype=None) -> jnp.ndarray:
-        """Hot start: independent N(0, 1) configurations, shape ``(num_chains, *shape)``."""
-        dtype = dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+        """Hot start: independent N(0, 1) configurations, shape ``(num_chains, *shape)``; ``dtype``
+        None: float64 (float32 with a :class:`~trivflow.dtypes.Float32Default` warning when x64 is off)."""
+        dtype = dtype or default_float(f"{type(self).__name__}.random_field")
         return jax.random.normal(key, (num_chains, *self.shape), dtype)
 
     def with_extent(self, L: int) -> "Phi4Theory":

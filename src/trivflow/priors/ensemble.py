@@ -142,7 +142,8 @@ def generate_ensemble(theory: Phi4Theory, settings: EnsembleSettings, *, progres
 
     key = jax.random.fold_in(jax.random.key(settings.seed), ENSEMBLE_STREAM)
     key_init, key_run = jax.random.split(key)
-    positions = hmc.random_positions(key_init, settings.chains, theory.shape)
+    # JAX's configured default float: the precision the caller chose (the app: `precision`)
+    positions = hmc.random_positions(key_init, settings.chains, theory.shape, dtype=jax.numpy.result_type(float))
     kernel = hmc.phi4_kernel(settings.num_steps, settings.integrator)
     t0 = time.perf_counter()
     result = hmc.run_chains(

@@ -89,7 +89,7 @@ def save_flow(path, params, flow_config: Mapping[str, Any] | FlowConfig, *, over
 
     cfg, full = _normalise_config(flow_config)
     flat, _ = _flatten(params)
-    _, template = split_flow(cfg.build())
+    _, template = split_flow(cfg.build(dtype=jax.tree.leaves(params)[0].dtype))  # a template: shapes only
     _check_match(_flatten(template)[0], flat, "params to save")
     path = Path(path).absolute()
     if path.exists() and not overwrite:
