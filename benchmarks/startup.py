@@ -11,7 +11,9 @@ that prints the wall-clock time at which the first compiled sampling chunk of
 :func:`trivflow.hmc.run_chains` is called (after its compilation or cache load): the time to first
 sample is that minus the time the parent started the process, so it includes the interpreter's
 start, imports, Hydra and everything the job does before its first chain step. The wrapper also
-records the import time of ``trivflow.hmc.driver`` (JAX and the sampler) and the job's total wall time. Medians over
+records the import time of ``trivflow.hmc.driver`` (JAX and the sampler) and the job's total wall time
+(by default each job is stopped at its first sample: what was compiled before it is in the cache
+by then; ``--full`` runs it to the end). Medians over
 ``--repeats``; one JSON line per run and a summary on stdout (``--out`` writes the JSON).
 """
 
@@ -31,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: run in the child: time the import of the entry point, mark the first sampling chunk, run the job
 WRAPPER = r"""
-import runpy, sys, time
+import os, runpy, sys, time
+STOP = os.environ.get("STARTUP_STOP") == "1"
 t_import = time.time()
 from trivflow.hmc import chunks, driver
 print(f"@@import {time.time() - t_import:.4f}", file=sys.stderr, flush=True)
@@ -42,6 +45,8 @@ def compiled(fn, args, compile_times):
     if not _seen:
         _seen.append(1)
         print(f"@@first_sample {time.time():.4f}", file=sys.stderr, flush=True)
+        if STOP:  # everything compiled before the first sample is in the cache by now
+            os._exit(0)
     return exe
 driver.compiled = compiled
 sys.argv = ["trivflow.run", *sys.argv[1:]]
@@ -49,8 +54,8 @@ runpy.run_module("trivflow.run", run_name="__main__", alter_sys=True)  # as pyth
 """
 
 
-def one_run(overrides: list[str], cwd: Path, cache_home: Path, src: Path) -> dict:
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache_home), "PYTHONPATH": str(src)}
+def one_run(overrides: list[str], cwd: Path, cache_home: Path, src: Path, stop: bool) -> dict:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache_home), "PYTHONPATH": str(src), "STARTUP_STOP": str(int(stop))}
     t0 = time.time()
     proc = subprocess.run([sys.executable, "-c", WRAPPER, "progress=false", *overrides], cwd=cwd, env=env,
                           capture_output=True, text=True)
@@ -66,6 +71,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--full", action="store_true",
+                   help="run the jobs to the end (default: stop each at its first sample; wall_s is then that time)")
     p.add_argument("--src", type=Path, nargs="+", default=[ROOT / "src"],
                    help="source trees to compare (PYTHONPATH of the job), run interleaved in every repeat")
     args, overrides = p.parse_known_args(argv)
@@ -76,7 +83,7 @@ def main(argv=None) -> int:
             with tempfile.TemporaryDirectory(prefix="trivflow-startup-") as tmp:
                 tmp = Path(tmp)
                 for which in ("first", "second"):
-                    r = one_run(overrides, tmp, tmp / "cache", src)
+                    r = one_run(overrides, tmp, tmp / "cache", src, not args.full)
                     runs[f"{src}:{which}"].append(r)
                     print(json.dumps({"src": str(src), "run": which, **r}), flush=True)
     summary = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
