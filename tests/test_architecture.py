@@ -152,3 +152,21 @@ def test_the_application_renames_library_parameters():
     err = ParameterError("{a}={x} with {b} and {c}", "a", "b")  # {x}, {c}: not parameter names
     assert str(err) == "a={x} with b and {c}" and isinstance(must_be("x", 1, "> 2"), ValueError)
     assert err.renamed({"a": "group.a"}) == "group.a={x} with b and {c}"
+
+
+def test_the_entry_point_imports_no_library_a_job_may_not_need():
+    """Startup time (docs/performance.md, seconds to the first sample): importing the command
+    line, the pipeline and the HMC driver loads none of Flax, NumPyro/SciPy, Matplotlib,
+    xarray/ArviZ, Optax — each is imported where it is used (a fresh interpreter: this test
+    process has them all)."""
+    import os
+    import subprocess
+    import sys
+
+    heavy = ("matplotlib", "numpyro", "flax", "arviz", "xarray", "scipy", "optax")
+    code = ("import sys, trivflow, trivflow.run, trivflow.app.experiment, trivflow.hmc; "
+            f"print(' '.join(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT.parent)})
+    assert out.stdout.split() == []
+    assert trivflow.flows.Flow is not None and "flows" in dir(trivflow)  # subpackages still load on access

@@ -340,3 +340,22 @@ def test_the_persistent_cache_is_bounded_and_evicts_the_least_recently_used(tmp_
         jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
         jax.config.update("jax_compilation_cache_max_size", previous[2])
         compilation_cache.reset_cache()
+
+
+def test_the_application_writes_every_program_to_the_persistent_cache(tmp_path):
+    """JAX writes only programs that compiled for ≥ 1 s by default; the small ones before a job's
+    first sample were then compiled again in every job (docs/performance.md)."""
+    from jax._src import compilation_cache
+
+    from trivflow.app.environment import CACHE_MIN_COMPILE_SECONDS, configure_compile_cache
+
+    previous = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
+    try:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+        configure_compile_cache(str(tmp_path / "cache"))
+        assert CACHE_MIN_COMPILE_SECONDS == 0.0
+        assert jax.config.jax_persistent_cache_min_compile_time_secs == CACHE_MIN_COMPILE_SECONDS
+    finally:
+        jax.config.update("jax_compilation_cache_dir", previous[0])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
+        compilation_cache.reset_cache()

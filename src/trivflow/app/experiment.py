@@ -377,7 +377,6 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
     from ..hmc.flowed import fhmc_kernel, pulled_back_measure
     from ..priors import GaussianPrior
     from ..priors.base import as_pytree
-    from ..samplers import flow_proposal, run_imh, run_nuts
 
     s = cfg.sampler
     key_init, key_run = jax.random.split(jax.random.key(cfg.seed))
@@ -396,6 +395,8 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
                                   value_and_grad_fn=theory.value_and_grad_fn, **options)
         return hmc.run_chains(key_run, kernel, positions, theory_params, measure_fn=theory.measure_fn, **hmc_args)
     if name == "nuts":
+        from ..samplers import run_nuts  # imports NumPyro: only for NUTS
+
         return run_nuts(key_run, theory.potential_fn, positions, theory_params, num_warmup=s.num_therm,
                         num_samples=s.num_traj, measure_fn=theory.measure_fn,
                         target_accept_prob=s.target_accept, progress=progress)
@@ -406,6 +407,8 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
         measure = pulled_back_measure(theory.measure_fn)
         return hmc.run_chains(key_run, kernel, positions, params, measure_fn=measure, **hmc_args)
     if name == "imh":
+        from ..samplers import flow_proposal, run_imh
+
         family = flow_family(theory)
         if family is not None:  # the family's prior has no lattice-bound state: build it at this L
             prior = family.prior(family.prior_names[0], theory.shape)
@@ -461,9 +464,7 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
                            cache_max_gb=cfg.get("compile_cache_max_gb"))
     device["memory_estimate"] = check_memory(cfg, theory, jax.devices()[0],
                                              float_bytes=8 if cfg.precision == "float64" else 4)
-    from ..io import write_chains
     from ..lattice.observables import default_plateau
-    from ..plots import PLOTS_DIR, plot_run
     from ..summary import cost_block, evaluations_per_traj, setup_seconds, summarize_run
 
     beta_note = beta_source(theory, cfg.action.name)
@@ -515,6 +516,10 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
         results["trainings"] = {p: f.training for p, f in flows.items() if p != cfg.prior.name}
     if flow is not None:
         results["flow"] = {k: v for k, v in flow.config.items() if k != "train"}
+    # after sampling: these import xarray/ArviZ and Matplotlib (≈ 1 s), which the samplers do not need
+    from ..io import write_chains
+    from ..plots import PLOTS_DIR, plot_run
+
     # chains first: results.json is the run's completion marker (trivflow.io documents the layout)
     results["chains"] = {label: path.name for label, path in write_chains(out_dir, chains, cfg.sampler.name).items()}
     if cfg.plots:
