@@ -106,9 +106,9 @@ class FlowSchema:
     components: int = 4  # action=u1's gauge flows: components of the circle maps (mixtures of NCPs)
     # action=u1's gauge flows: bounds of the NCP parameters, alpha in [min, max], |beta| <= shift_max
     # (null: unbounded), so |log h'| <= log lambda* (trivflow.gauge.flows, docs/theory.md#u1-flows)
-    ncp_alpha_min: float = 0.25
-    ncp_alpha_max: Optional[float] = 4.0
-    ncp_shift_max: Optional[float] = 1.0
+    ncp_alpha_min: float = 0.5
+    ncp_alpha_max: Optional[float] = 2.0
+    ncp_shift_max: Optional[float] = 0.5
     checkpoint: Optional[str] = None
 
 

@@ -23,7 +23,7 @@ with ρ_k a softmax and α_k > 0, β_k bounded (below), all from the conditioner
 site.
 
 Bounded circle maps (``ncp_alpha_min``, ``ncp_alpha_max``, ``ncp_shift_max``; the flow=u1_equivariant
-defaults 1/4, 4, 1). From the conditioner's raw outputs a_k, b_k,
+defaults 1/2, 2, 1/2). From the conditioner's raw outputs a_k, b_k,
 
     α_k = exp(log α_min + (log α_max − log α_min) σ(a_k)) ∈ [α_min, α_max],   β_k = β_max tanh(b_k),
 
@@ -40,7 +40,9 @@ circle map obeys
 
     |log h'(x)| ≤ log λ*,   λ* = λ(α*, β_max),   α* ∈ {α_min, α_max} maximising (1 + α² + β_max²)/α
 
-(:func:`ncp_log_slope_bound`; ≈ log 8.1 = 2.10 for the defaults). Without the bound training drove
+(:func:`ncp_log_slope_bound`; λ* = (3 + √5)/2 ≈ 2.62, log λ* ≈ 0.962 for the defaults: the map
+of one layer stretches or compresses by at most 2.62; with α ∈ [1/4, 4], β_max = 1, λ* = 8.13 trained
+flows were still too stiff for FHMC at step size 0.1, L = 12, β = 4.5). Without the bound training drove
 α_k to 10⁻² and |β_k|/α_k to 10²: needles in h' (h'_max ≈ 100) that made S̃ = S∘g − log|det J| too
 stiff for leapfrog (experiments/u1_topology/README.md).
 h(±π) = ±π, so h(x) − x is a continuous 2π-periodic function and the update is a C¹ map of ℝ
@@ -144,8 +146,8 @@ class PlaquetteCoupling(nnx.Module):
     (α, β by :func:`ncp_parameters`, mixture logits) per site."""
 
     def __init__(self, mu: int, offset: int, *, kernel_size: int = 3, hidden_channels: Sequence[int] = (8, 8),
-                 components: int = 4, activation: str = "tanh", ncp_alpha_min: float = 0.25,
-                 ncp_alpha_max: float | None = 4.0, ncp_shift_max: float | None = 1.0, rngs: nnx.Rngs, dtype=None):
+                 components: int = 4, activation: str = "tanh", ncp_alpha_min: float = 0.5,
+                 ncp_alpha_max: float | None = 2.0, ncp_shift_max: float | None = 0.5, rngs: nnx.Rngs, dtype=None):
         dtype = dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
         self.mu, self.offset, self.components, self.activation = int(mu), int(offset), int(components), activation
         self.ncp_bounds = (float(ncp_alpha_min), None if ncp_alpha_max is None else float(ncp_alpha_max),
@@ -189,8 +191,8 @@ class GaugeFlow(nnx.Module):
     """g = coupling_n ∘ … ∘ coupling_1 with the (μ, offset) masks cycled (module docstring)."""
 
     def __init__(self, *, num_layers: int = 8, kernel_size: int = 3, hidden_channels: Sequence[int] = (8, 8),
-                 components: int = 4, activation: str = "tanh", ncp_alpha_min: float = 0.25,
-                 ncp_alpha_max: float | None = 4.0, ncp_shift_max: float | None = 1.0, seed: int = 0, dtype=None):
+                 components: int = 4, activation: str = "tanh", ncp_alpha_min: float = 0.5,
+                 ncp_alpha_max: float | None = 2.0, ncp_shift_max: float | None = 0.5, seed: int = 0, dtype=None):
         rngs = nnx.Rngs(seed)
         self.layers = nnx.List([
             PlaquetteCoupling(i % 2, (i // 2) % 4, kernel_size=kernel_size, hidden_channels=hidden_channels,
@@ -228,9 +230,9 @@ class GaugeFlowConfig:
     hidden_channels: tuple[int, ...] = (8, 8)
     components: int = 4
     activation: str = "tanh"
-    ncp_alpha_min: float = 0.25
-    ncp_alpha_max: float | None = 4.0
-    ncp_shift_max: float | None = 1.0
+    ncp_alpha_min: float = 0.5
+    ncp_alpha_max: float | None = 2.0
+    ncp_shift_max: float | None = 0.5
     seed: int = 0
 
     def __post_init__(self) -> None:
