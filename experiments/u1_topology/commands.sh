@@ -33,5 +33,21 @@ if [ "${FHMC:-0}" = 1 ]; then
     sampler.num_chains=16 sampler.num_traj=4000 sampler.num_therm=200 flow.checkpoint=$RUNS/fhmc_L8 \
     progress=false quiet=true hydra.run.dir=$RUNS/imh_L8
   keep $RUNS/imh_L8 imh_L8
+  # L = 12, beta = 4.5: train (500 steps, batch 32) and FHMC, 16 x 200 trajectories in 40 steps (step 1/40);
+  # the flow.ncp_* values are the defaults, spelled out as when this run was made
+  nice -n 10 $PY -m trivflow.run experiment=u1_topology lattice.L=12 lattice.beta=4.5 'baselines=[]' \
+    sampler.num_chains=16 sampler.num_traj=200 sampler.num_therm=50 sampler.num_steps=40 \
+    train.steps=500 train.batch_size=32 train.log_every=50 \
+    flow.ncp_alpha_min=0.5 flow.ncp_alpha_max=2 flow.ncp_shift_max=0.5 progress=false hydra.run.dir=$RUNS/fhmc_L12
+  keep $RUNS/fhmc_L12 fhmc_L12
+  nice -n 10 $PY -m trivflow.run experiment=u1_topology sampler=imh 'baselines=[]' lattice.L=12 lattice.beta=4.5 \
+    sampler.num_chains=16 sampler.num_traj=4000 sampler.num_therm=200 flow.checkpoint=$RUNS/fhmc_L12 \
+    progress=false quiet=true hydra.run.dir=$RUNS/imh_L12
+  keep $RUNS/imh_L12 imh_L12
+  # the L = 8 flow reused at L = 12, beta = 4.5: FHMC, 16 x 200 trajectories in 20 steps
+  nice -n 10 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=12 lattice.beta=4.5 \
+    sampler.num_chains=16 sampler.num_traj=200 sampler.num_therm=50 sampler.num_steps=20 \
+    flow.checkpoint=$RUNS/fhmc_L8 progress=false quiet=true hydra.run.dir=$RUNS/fhmc-reuse8_L12
+  keep $RUNS/fhmc-reuse8_L12 fhmc-reuse8_L12
 fi
 $PY $HERE/analyze.py $HERE/runs > $HERE/table.md
