@@ -163,12 +163,16 @@ def test_gauge_checkpoint_round_trip_keeps_trained_parameters(tmp_path):
 def test_action_u1_selects_gauge_flow_and_haar_prior_and_refuses_bad_flow_input(tmp_path):
     cfg = composed(["action=u1", "sampler=fhmc"])
     assert cfg.flow.num_layers == 8 and cfg.flow.components == 4 and cfg.prior.name == "haar"
+    assert (cfg.flow.ncp_alpha_min, cfg.flow.ncp_alpha_max, cfg.flow.ncp_shift_max) == (0.5, 2.0, 0.5)
     validate(cfg)
     bad = [
         (["lattice.L=6"], "lattice.L=6 is invalid: expected a multiple of 4 for action=u1 with a flow sampler"),
         (["prior=gaussian"], "prior.name='gaussian' is invalid: expected one of ['haar'] for action=u1"),
         (["flow.components=0"], "flow.components must be an integer >= 1, got components=0"),
         (["flow.kernel_size=4"], "flow.kernel_size must be an odd integer >= 1"),
+        (["flow.ncp_alpha_min=0"], "flow.ncp_alpha_min must be a finite number > 0, got ncp_alpha_min=0"),
+        (["flow.ncp_alpha_max=0.1"], "flow.ncp_alpha_max must be null or a finite number > ncp_alpha_min = 0.5"),
+        (["flow.ncp_shift_max=-1"], "flow.ncp_shift_max must be null or a finite number > 0, got ncp_shift_max=-1"),
         (["volumes=[4,10]"], "volumes=10 is invalid: expected a multiple of 4"),
     ]
     for overrides, message in bad:
@@ -178,7 +182,8 @@ def test_action_u1_selects_gauge_flow_and_haar_prior_and_refuses_bad_flow_input(
                                 "the u1_equivariant flows of action=u1 do not read it"),
                                (["action=u1", "sampler=fhmc", "prior.noise=0.5"],
                                 "the u1_equivariant flows of action=u1 do not read it (they read prior.name)"),
-                               (["sampler=fhmc", "flow.components=3"], "only the gauge flows of action=u1 read it")]:
+                               (["sampler=fhmc", "flow.components=3"], "only the gauge flows of action=u1 read it"),
+                               (["sampler=fhmc", "flow.ncp_shift_max=1"], "only the gauge flows of action=u1 read it")]:
         with pytest.raises(ValueError, match=re.escape(message)):
             refuse_unread_overrides(composed(overrides), overrides)
     refuse_unread_overrides(composed(["action=u1", "sampler=fhmc", "flow.components=3"]),

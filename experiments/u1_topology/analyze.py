@@ -57,7 +57,7 @@ def cost_cells(b, sampler_cfg):
                 fmt(2 * tau / rate, 2 * dtau / rate) + " *")
     c = c or {}
     per = c.get("per_indep") or {}
-    evals = per.get("force_evals") or per.get("flow_evals")
+    evals = per.get("flow_evals") if b["sampler"] == "imh" else per.get("force_evals")
     secs = per.get("seconds")
     amort = c.get("amortised_seconds_per_indep")
     return (fmt(*evals[:2]) if evals else "n/a", fmt(*secs[:2]) if secs else "n/a",
@@ -98,7 +98,7 @@ def plot(points) -> None:
         line = ax.errorbar(beta, tau, yerr=[p[2] for p in pts], marker="o", capsize=3, label=label)
         open_pts = [(p[0], p[1]) for p in pts if p[1] > p[3] / 20]
         if open_pts:
-            ax.plot(*zip(*open_pts), "o", mfc="white", color=line[0].get_color())
+            ax.plot(*zip(*open_pts), "o", mfc="white", color=line[0].get_color(), zorder=5)
     ax.set_yscale("log")
     ax.set_xlabel("β  (L = √(32 β))")
     ax.set_ylabel("τ_int(Q)  [trajectories / IMH steps]")
