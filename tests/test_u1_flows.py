@@ -13,7 +13,15 @@ import pytest
 
 from trivflow import hmc
 from trivflow.gauge import U1Theory, gauge_transform, plaquette_angles, topological_charge
-from trivflow.gauge.flows import GaugeFlowConfig, HaarPrior, gauge_flow, layer_masks
+from trivflow.gauge.flows import (
+    GaugeFlowConfig,
+    HaarPrior,
+    gauge_flow,
+    layer_masks,
+    ncp_log_slope_bound,
+    ncp_mixture,
+    ncp_parameters,
+)
 from trivflow.hmc.flowed import fhmc_kernel, pulled_back_measure, pulled_back_potential
 from trivflow.samplers import flow_proposal, run_imh
 from trivflow.summary import summarize_run
@@ -155,12 +163,16 @@ def test_gauge_checkpoint_round_trip_keeps_trained_parameters(tmp_path):
 def test_action_u1_selects_gauge_flow_and_haar_prior_and_refuses_bad_flow_input(tmp_path):
     cfg = composed(["action=u1", "sampler=fhmc"])
     assert cfg.flow.num_layers == 8 and cfg.flow.components == 4 and cfg.prior.name == "haar"
+    assert (cfg.flow.ncp_alpha_min, cfg.flow.ncp_alpha_max, cfg.flow.ncp_shift_max) == (0.5, 2.0, 0.5)
     validate(cfg)
     bad = [
         (["lattice.L=6"], "lattice.L=6 is invalid: expected a multiple of 4 for action=u1 with a flow sampler"),
         (["prior=gaussian"], "prior.name='gaussian' is invalid: expected one of ['haar'] for action=u1"),
         (["flow.components=0"], "flow.components must be an integer >= 1, got components=0"),
         (["flow.kernel_size=4"], "flow.kernel_size must be an odd integer >= 1"),
+        (["flow.ncp_alpha_min=0"], "flow.ncp_alpha_min must be a finite number > 0, got ncp_alpha_min=0"),
+        (["flow.ncp_alpha_max=0.1"], "flow.ncp_alpha_max must be null or a finite number > ncp_alpha_min = 0.5"),
+        (["flow.ncp_shift_max=-1"], "flow.ncp_shift_max must be null or a finite number > 0, got ncp_shift_max=-1"),
         (["volumes=[4,10]"], "volumes=10 is invalid: expected a multiple of 4"),
     ]
     for overrides, message in bad:
@@ -170,7 +182,8 @@ def test_action_u1_selects_gauge_flow_and_haar_prior_and_refuses_bad_flow_input(
                                 "the u1_equivariant flows of action=u1 do not read it"),
                                (["action=u1", "sampler=fhmc", "prior.noise=0.5"],
                                 "the u1_equivariant flows of action=u1 do not read it (they read prior.name)"),
-                               (["sampler=fhmc", "flow.components=3"], "only the gauge flows of action=u1 read it")]:
+                               (["sampler=fhmc", "flow.components=3"], "only the gauge flows of action=u1 read it"),
+                               (["sampler=fhmc", "flow.ncp_shift_max=1"], "only the gauge flows of action=u1 read it")]:
         with pytest.raises(ValueError, match=re.escape(message)):
             refuse_unread_overrides(composed(overrides), overrides)
     refuse_unread_overrides(composed(["action=u1", "sampler=fhmc", "flow.components=3"]),
@@ -209,3 +222,80 @@ def test_app_trains_a_gauge_flow_samples_with_fhmc_and_imh_and_reuses_the_checkp
     assert stored["lattice"] == {"L": 4, "d": 2, "beta": 2.0} and stored["prior"] == "haar"
     reused = run(composed([*tiny, "sampler=fhmc", "lattice.L=8", f"flow.checkpoint={tmp_path / 'a'}"]), tmp_path / "b")
     assert "training" not in reused and reused["runs"]["fhmc"]["lattice"]["L"] == 8
+
+
+def test_ncp_slope_formula_is_attained_by_one_component():
+    """One NCP is a Möbius map of the circle: max h' = λ, min h' = 1/λ, λ + 1/λ = (1 + α² + β²)/α."""
+    x = jnp.linspace(-math.pi, math.pi, 200001)[1:]
+    for a, b in [(0.25, 1.0), (4.0, -1.0), (1.0, 0.0), (0.7, 0.3)]:
+        _, log_dh = ncp_mixture(x, jnp.full(x.shape + (1,), a), jnp.full(x.shape + (1,), b), jnp.zeros(x.shape + (1,)))
+        bound = ncp_log_slope_bound(a, a * (1 + 1e-12), abs(b))  # the box {α} × [−|β|, |β|]: λ(α, |β|)
+        assert float(log_dh.max()) == pytest.approx(bound, abs=1e-6)
+        assert float(log_dh.min()) == pytest.approx(-bound, abs=1e-6)
+
+
+@pytest.mark.parametrize("bounds", [(0.5, 2.0, 0.5), (0.25, 4.0, 1.0), (0.1, 3.0, 2.0)])
+def test_circle_map_slope_stays_within_the_documented_bound_for_extreme_conditioner_outputs(bounds):
+    """|log h'(x)| ≤ log λ* (ncp_log_slope_bound) whatever the conditioner outputs (raw values up to
+    ±10³, x up to ±π), and the bound is nearly attained (it is the tight one); the unbounded
+    parametrisation of the flows trained before it exceeds it by far."""
+    K, n = 4, 20000
+    keys = jax.random.split(jax.random.key(5), 5)
+    scale = jnp.exp(jax.random.uniform(keys[0], (n, 1), jnp.float64, -3.0, 7.0))  # raw outputs 0.05 .. 10³
+    raw_a, raw_b, logits = (scale * jax.random.normal(k, (n, K), jnp.float64) for k in keys[1:4])
+    x = jnp.concatenate([jax.random.uniform(keys[4], (n - 4,), jnp.float64, -math.pi, math.pi),
+                         jnp.array([math.pi, -math.pi + 1e-9, 1e-9, 0.0])])
+    alpha, beta = ncp_parameters(raw_a, raw_b, *bounds)
+    assert float(alpha.min()) >= bounds[0] * (1 - 1e-12) and float(alpha.max()) <= bounds[1] * (1 + 1e-12)
+    assert float(jnp.abs(beta).max()) <= bounds[2]
+    h, log_dh = ncp_mixture(x, alpha, beta, logits)
+    bound = ncp_log_slope_bound(*bounds)
+    assert bool(jnp.all(jnp.isfinite(log_dh))) and bool(jnp.all(jnp.abs(h) <= math.pi + 1e-12))
+    assert float(jnp.abs(log_dh).max()) <= bound + 1e-12
+    assert float(jnp.abs(log_dh).max()) > 0.9 * bound
+    _, log_dh_free = ncp_mixture(x, *ncp_parameters(raw_a, raw_b, 1e-3, None, None), logits)
+    assert float(jnp.abs(log_dh_free).max()) > 3 * bound
+
+
+def test_flow_log_det_per_layer_is_bounded_with_huge_parameters():
+    """Every layer's log|det| = Σ_active log h' stays within (number of active plaquettes) × log λ*
+    even when the conditioner's weights are blown up 100×, on a random configuration."""
+    config = GaugeFlowConfig(num_layers=8, hidden_channels=(4,), components=3, seed=3)
+    module = config.build(jnp.float64)
+    for layer in module.layers:
+        for kernel in layer.kernels:
+            kernel[...] = 100.0 * kernel[...]
+    theta = random_links(jax.random.key(6), 8)
+    bound = config.log_slope_bound()
+    assert bound == pytest.approx(math.log((3 + math.sqrt(5)) / 2), rel=1e-12)  # the flow=u1_equivariant defaults
+    lds = []
+    for layer in module.layers:
+        theta, ld = layer.forward_and_log_det(theta)
+        lds.append(abs(float(ld)))
+        assert abs(float(ld)) <= 16 * bound + 1e-9  # 16 active plaquettes per layer at L = 8
+    assert max(lds) > 2 * bound  # the blown-up conditioners do push h' towards its bound
+
+
+def test_bad_ncp_bounds_are_refused_and_legacy_checkpoints_load_unbounded(tmp_path):
+    with pytest.raises(ValueError, match="ncp_alpha_min must be a finite number > 0"):
+        GaugeFlowConfig(ncp_alpha_min=0.0)
+    with pytest.raises(ValueError, match="ncp_alpha_max must be null or a finite number > ncp_alpha_min"):
+        GaugeFlowConfig(ncp_alpha_min=0.5, ncp_alpha_max=0.5)
+    with pytest.raises(ValueError, match="ncp_shift_max must be null or a finite number > 0"):
+        GaugeFlowConfig(ncp_shift_max=-1.0)
+    assert GaugeFlowConfig(ncp_alpha_max=None).log_slope_bound() == math.inf
+    # a checkpoint written before the bound (no ncp_* keys) is read with the unbounded parametrisation
+    import json
+
+    from trivflow.gauge.flows import LEGACY_NCP_BOUNDS, U1_FLOWS
+
+    config = GaugeFlowConfig(hidden_channels=(4,), components=2, **LEGACY_NCP_BOUNDS)
+    flow = U1_FLOWS.build(config, jnp.float64)
+    U1_FLOWS.save(tmp_path / "f", flow, config)
+    stored = json.loads((tmp_path / "f" / "flow_config.json").read_text())
+    for key in LEGACY_NCP_BOUNDS:
+        del stored[key]
+    (tmp_path / "f" / "flow_config.json").write_text(json.dumps(stored))
+    loaded, _ = U1_FLOWS.load(tmp_path / "f", jnp.float64)
+    theta = random_links(jax.random.key(7), 4)
+    assert float(loaded.forward(theta)[1]) == pytest.approx(float(flow.forward(theta)[1]), abs=1e-12)

@@ -1,26 +1,53 @@
 #!/usr/bin/env bash
 # Topology freezing in 2D U(1) at fixed physical volume beta = L^2/32 (issue 16).
-# HMC at every point (what this record holds), then the table: bash experiments/u1_topology/commands.sh
-# FHMC=1 also runs FHMC with a gauge flow trained at each point and HMC beside it (experiment=u1_topology;
-# hours on a CPU: not in this record yet).
+# HMC at every point: bash experiments/u1_topology/commands.sh (PY=/path/to/python RUNS=<scratch dir>).
+# FHMC=1 adds the flow samplers at L = 8 and 12 (what this record holds; ~1 h on a shared 2-core CPU):
+#   fhmc_L<L>        FHMC with a gauge flow (bounded NCPs, flow=u1_equivariant defaults) trained at that point
+#   imh_L<L>         independence MH with that same flow (flow.checkpoint)
+#   fhmc-reuse8_L12  FHMC at L = 12 with the flow trained at L = 8 (flow.checkpoint)
+# and the table and plot: python experiments/u1_topology/analyze.py experiments/u1_topology/runs.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 RUNS=${RUNS:-multirun/u1_topology}
 HERE=experiments/u1_topology
-for point in "8 2.0" "12 4.5" "16 8.0" "20 12.5" "24 18.0"; do
-  set -- $point
-  d=$RUNS/hmc_L$1
-  nice -n 10 $PY -m trivflow.run experiment=u1_topology sampler=hmc 'baselines=[]' lattice.L=$1 lattice.beta=$2 \
-    sampler.num_chains=16 sampler.num_traj=4000 sampler.num_therm=200 sampler.num_steps=20 \
-    progress=false quiet=true hydra.run.dir=$d
-  mkdir -p $HERE/runs/hmc_L$1/.hydra
-  cp $d/results.json $HERE/runs/hmc_L$1/; cp $d/.hydra/overrides.yaml $HERE/runs/hmc_L$1/.hydra/
-  if [ "${FHMC:-0}" = 1 ]; then
-    d=$RUNS/fhmc_L$1
-    nice -n 10 $PY -m trivflow.run experiment=u1_topology lattice.L=$1 lattice.beta=$2 \
-      progress=false quiet=true hydra.run.dir=$d
-    mkdir -p $HERE/runs/fhmc_L$1/.hydra
-    cp $d/results.json $HERE/runs/fhmc_L$1/; cp $d/.hydra/overrides.yaml $HERE/runs/fhmc_L$1/.hydra/
-  fi
-done
+keep() {  # keep() <run dir> <name>: the record of a run in runs/<name>
+  mkdir -p $HERE/runs/$2/.hydra
+  cp $1/results.json $HERE/runs/$2/; cp $1/.hydra/overrides.yaml $HERE/runs/$2/.hydra/
+}
+if [ "${HMC:-1}" = 1 ]; then
+  for point in "8 2.0" "12 4.5" "16 8.0" "20 12.5" "24 18.0"; do
+    set -- $point
+    nice -n 10 $PY -m trivflow.run experiment=u1_topology sampler=hmc 'baselines=[]' lattice.L=$1 lattice.beta=$2 \
+      sampler.num_chains=16 sampler.num_traj=4000 sampler.num_therm=200 sampler.num_steps=20 \
+      progress=false quiet=true hydra.run.dir=$RUNS/hmc_L$1
+    keep $RUNS/hmc_L$1 hmc_L$1
+  done
+fi
+if [ "${FHMC:-0}" = 1 ]; then
+  # L = 8, beta = 2: train (500 steps, batch 32) and FHMC, 16 x 800 trajectories of length 1 in 20 steps
+  nice -n 10 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=8 lattice.beta=2.0 \
+    sampler.num_chains=16 sampler.num_traj=800 sampler.num_therm=100 sampler.num_steps=20 \
+    train.steps=500 train.batch_size=32 progress=false quiet=true hydra.run.dir=$RUNS/fhmc_L8
+  keep $RUNS/fhmc_L8 fhmc_L8
+  nice -n 10 $PY -m trivflow.run experiment=u1_topology sampler=imh 'baselines=[]' lattice.L=8 lattice.beta=2.0 \
+    sampler.num_chains=16 sampler.num_traj=4000 sampler.num_therm=200 flow.checkpoint=$RUNS/fhmc_L8 \
+    progress=false quiet=true hydra.run.dir=$RUNS/imh_L8
+  keep $RUNS/imh_L8 imh_L8
+  # L = 12, beta = 4.5: train (500 steps, batch 32) and FHMC, 16 x 200 trajectories in 40 steps (step 1/40);
+  # the flow.ncp_* values are the defaults, spelled out as when this run was made
+  nice -n 10 $PY -m trivflow.run experiment=u1_topology lattice.L=12 lattice.beta=4.5 'baselines=[]' \
+    sampler.num_chains=16 sampler.num_traj=200 sampler.num_therm=50 sampler.num_steps=40 \
+    train.steps=500 train.batch_size=32 train.log_every=50 \
+    flow.ncp_alpha_min=0.5 flow.ncp_alpha_max=2 flow.ncp_shift_max=0.5 progress=false hydra.run.dir=$RUNS/fhmc_L12
+  keep $RUNS/fhmc_L12 fhmc_L12
+  nice -n 10 $PY -m trivflow.run experiment=u1_topology sampler=imh 'baselines=[]' lattice.L=12 lattice.beta=4.5 \
+    sampler.num_chains=16 sampler.num_traj=4000 sampler.num_therm=200 flow.checkpoint=$RUNS/fhmc_L12 \
+    progress=false quiet=true hydra.run.dir=$RUNS/imh_L12
+  keep $RUNS/imh_L12 imh_L12
+  # the L = 8 flow reused at L = 12, beta = 4.5: FHMC, 16 x 200 trajectories in 20 steps
+  nice -n 10 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=12 lattice.beta=4.5 \
+    sampler.num_chains=16 sampler.num_traj=200 sampler.num_therm=50 sampler.num_steps=20 \
+    flow.checkpoint=$RUNS/fhmc_L8 progress=false quiet=true hydra.run.dir=$RUNS/fhmc-reuse8_L12
+  keep $RUNS/fhmc-reuse8_L12 fhmc-reuse8_L12
+fi
 $PY $HERE/analyze.py $HERE/runs > $HERE/table.md

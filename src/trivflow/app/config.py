@@ -93,7 +93,7 @@ class FlowSchema:
 
     ``action=u1`` builds gauge-equivariant flows instead (:mod:`trivflow.gauge.flows`,
     ``flow=u1_equivariant``): they read num_layers, kernel_size, hidden_channels, components,
-    activation, seed and checkpoint.
+    activation, ncp_alpha_min, ncp_alpha_max, ncp_shift_max, seed and checkpoint.
     """
 
     kernel_size: Any = 3  # odd int, or one odd int per layer
@@ -104,6 +104,11 @@ class FlowSchema:
     seed: int = 0
     compute_dtype: Optional[str] = None  # None: exact (field dtype); "float32": faster, ~1e-7 perturbation
     components: int = 4  # action=u1's gauge flows: components of the circle maps (mixtures of NCPs)
+    # action=u1's gauge flows: bounds of the NCP parameters, alpha in [min, max], |beta| <= shift_max
+    # (null: unbounded), so |log h'| <= log lambda* (trivflow.gauge.flows, docs/theory.md#u1-flows)
+    ncp_alpha_min: float = 0.5
+    ncp_alpha_max: Optional[float] = 2.0
+    ncp_shift_max: Optional[float] = 0.5
     checkpoint: Optional[str] = None
 
 
@@ -248,7 +253,10 @@ SAMPLER_KEYS = {"step_size": "sampler.step_size", "num_traj": "sampler.num_traj"
                 "save_every": "sampler.checkpoint_every", "target_accept": "sampler.target_accept",
                 "fourier_mass": "sampler.fourier_mass", "momentum_draw": "sampler.momentum_draw"}
 FLOW_KEYS = {name: f"flow.{name}" for name in ("kernel_size", "num_layers", "hidden_channels", "activation",
-                                                "output_activation", "seed", "compute_dtype", "components")}
+                                                "output_activation", "seed", "compute_dtype", "components",
+                                                "ncp_alpha_min", "ncp_alpha_max", "ncp_shift_max")}
+#: the flow.* keys only action=u1's gauge flows read (φ⁴'s coupling flows ignore them)
+GAUGE_ONLY_FLOW_KEYS = ("components", "ncp_alpha_min", "ncp_alpha_max", "ncp_shift_max")
 TRAIN_KEYS = {"steps": "train.steps", "batch_size": "train.batch_size", "lr": "train.lr",
               "log_every": "train.log_every", "save_every": "train.checkpoint_every", "L": "train.L",
               "beta": "train.beta"}
@@ -456,7 +464,7 @@ def _validate_flow(c, theory: Phi4Theory) -> None:
         return
     f, t = c.flow, c.train
     with config_keys(FLOW_KEYS):
-        FlowConfig.from_dict(vars(f), ignore=("checkpoint", "components"))  # components: gauge flows only
+        FlowConfig.from_dict(vars(f), ignore=("checkpoint", *GAUGE_ONLY_FLOW_KEYS))
     if theory.d != 2:
         _fail("lattice.d", theory.d, "2: the checkerboard coupling flows act on 2D lattices")
     for key, L in [("lattice.L", theory.L), ("train.L", t.L), *[("volumes", v) for v in c.volumes]]:
@@ -686,7 +694,7 @@ def _unread_reason(key: str, c) -> str | None:
         if leaf not in read:
             return (f"the {family.name} flows of action={c.action.name} do not read it (they read "
                     + ", ".join(f"{group}.{k}" for k in read) + ")")
-    elif family is None and key == "flow.components":
+    elif family is None and key.removeprefix("flow.") in GAUGE_ONLY_FLOW_KEYS:
         return (f"only the gauge flows of action=u1 read it (this run: action={c.action.name}, whose coupling "
                 "flows read flow.kernel_size, flow.num_layers, flow.hidden_channels, ...)")
     if (group == "tune" or key == "target_xi") and c.task != "tune_beta":

@@ -19,7 +19,32 @@ non-compact projections (NCP),
     h(x) = Σ_k ρ_k · 2 arctan(α_k tan(x/2) + β_k),   x ∈ (−π, π],
     h'(x) = Σ_k ρ_k α_k (1 + t²) / (1 + (α_k t + β_k)²),   t = tan(x/2),
 
-with α_k > 0 (softplus), ρ_k a softmax, all from the conditioner at the plaquette's site.
+with ρ_k a softmax and α_k > 0, β_k bounded (below), all from the conditioner at the plaquette's
+site.
+
+Bounded circle maps (``ncp_alpha_min``, ``ncp_alpha_max``, ``ncp_shift_max``; the flow=u1_equivariant
+defaults 1/2, 2, 1/2). From the conditioner's raw outputs a_k, b_k,
+
+    α_k = exp(log α_min + (log α_max − log α_min) σ(a_k)) ∈ [α_min, α_max],   β_k = β_max tanh(b_k),
+
+(σ the logistic function; ``ncp_alpha_max=None``: α_k = α_min + softplus(a_k), ``ncp_shift_max=None``:
+β_k = b_k, unbounded — the parametrisation of the flows trained before the bound, which is what a
+checkpoint without these keys is loaded with). One NCP is a Möbius map of the circle:
+with t = tan(x/2) and M = [[α, β], [0, 1]], h'(x) = det M |v|² / |M v|², v = (t, 1), so h' lies
+between α/σ_max² and α/σ_min² (σ the singular values of M, σ_max σ_min = α), i.e.
+
+    1/λ(α, β) ≤ h'_k(x) ≤ λ(α, β),   λ + 1/λ = (1 + α² + β²)/α.
+
+A mixture (convex combination) stays within the components' extremes, whatever ρ, so every layer's
+circle map obeys
+
+    |log h'(x)| ≤ log λ*,   λ* = λ(α*, β_max),   α* ∈ {α_min, α_max} maximising (1 + α² + β_max²)/α
+
+(:func:`ncp_log_slope_bound`; λ* = (3 + √5)/2 ≈ 2.62, log λ* ≈ 0.962 for the defaults: the map
+of one layer stretches or compresses by at most 2.62; with α ∈ [1/4, 4], β_max = 1, λ* = 8.13 trained
+flows were still too stiff for FHMC at step size 0.1, L = 12, β = 4.5). Without the bound training drove
+α_k to 10⁻² and |β_k|/α_k to 10²: needles in h' (h'_max ≈ 100) that made S̃ = S∘g − log|det J| too
+stiff for leapfrog (experiments/u1_topology/README.md).
 h(±π) = ±π, so h(x) − x is a continuous 2π-periodic function and the update is a C¹ map of ℝ
 (FHMC moves the angles on ℝ). The Jacobian is triangular in the updated links, so
 log|det| = Σ_active log h'([θ_P]). Because the update depends on θ only through plaquettes, which
@@ -74,6 +99,26 @@ def layer_masks(L: int, mu: int, offset: int) -> tuple[jnp.ndarray, jnp.ndarray]
     return stripe(L, nu, [offset % 4]), stripe(L, nu, [(offset + 1) % 4, (offset + 2) % 4])
 
 
+def ncp_log_slope_bound(alpha_min: float, alpha_max: float, shift_max: float) -> float:
+    """log λ*: the bound |log h'(x)| ≤ log λ* of every mixture of NCPs with α_k ∈ [α_min, α_max]
+    and |β_k| ≤ β_max (module docstring): λ* + 1/λ* = max_{α ∈ {α_min, α_max}} (1 + α² + β_max²)/α."""
+    c = max((1.0 + a * a + shift_max * shift_max) / a for a in (alpha_min, alpha_max))
+    return math.log(0.5 * (c + math.sqrt(max(c * c - 4.0, 0.0))))
+
+
+def ncp_parameters(raw_alpha, raw_beta, alpha_min: float, alpha_max: float | None, shift_max: float | None):
+    """(α, β) of the NCPs from the conditioner's raw outputs (module docstring):
+    α = exp(log α_min + (log α_max − log α_min) σ(a)), or α_min + softplus(a) when α_max is None;
+    β = β_max tanh(b), or b when β_max is None."""
+    if alpha_max is None:
+        alpha = jax.nn.softplus(raw_alpha) + alpha_min
+    else:
+        lo, hi = math.log(alpha_min), math.log(alpha_max)
+        alpha = jnp.exp(lo + (hi - lo) * jax.nn.sigmoid(raw_alpha))
+    beta = raw_beta if shift_max is None else shift_max * jnp.tanh(raw_beta)
+    return alpha, beta
+
+
 def ncp_mixture(x, alpha, beta, logits):
     """(h(x), log h'(x)) of the mixture of non-compact projections (module docstring) at each
     site; ``x`` ∈ (−π, π], shape ``S``; ``alpha`` > 0, ``beta``, ``logits`` shape ``(*S, K)``."""
@@ -98,12 +143,15 @@ def circular_conv(x: jnp.ndarray, kernel: jnp.ndarray, bias: jnp.ndarray) -> jnp
 class PlaquetteCoupling(nnx.Module):
     """One gauge-equivariant coupling layer (module docstring) with a small CNN conditioner:
     (cos θ_P, sin θ_P) of the frozen plaquettes → hidden circular convolutions → 3K channels
-    (α = softplus + 10⁻³, β, mixture logits) per site."""
+    (α, β by :func:`ncp_parameters`, mixture logits) per site."""
 
     def __init__(self, mu: int, offset: int, *, kernel_size: int = 3, hidden_channels: Sequence[int] = (8, 8),
-                 components: int = 4, activation: str = "tanh", rngs: nnx.Rngs, dtype=None):
+                 components: int = 4, activation: str = "tanh", ncp_alpha_min: float = 0.5,
+                 ncp_alpha_max: float | None = 2.0, ncp_shift_max: float | None = 0.5, rngs: nnx.Rngs, dtype=None):
         dtype = dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
         self.mu, self.offset, self.components, self.activation = int(mu), int(offset), int(components), activation
+        self.ncp_bounds = (float(ncp_alpha_min), None if ncp_alpha_max is None else float(ncp_alpha_max),
+                           None if ncp_shift_max is None else float(ncp_shift_max))
         channels = [2, *hidden_channels, 3 * components]
         kernels, biases = [], []
         for c_in, c_out in zip(channels[:-1], channels[1:]):
@@ -123,7 +171,8 @@ class PlaquetteCoupling(nnx.Module):
             if i < n - 1:
                 x = act(x)
         K = self.components
-        return jax.nn.softplus(x[..., :K]) + 1e-3, x[..., K:2 * K], x[..., 2 * K:]
+        alpha, beta = ncp_parameters(x[..., :K], x[..., K:2 * K], *self.ncp_bounds)
+        return alpha, beta, x[..., 2 * K:]
 
     def forward_and_log_det(self, theta: jnp.ndarray):
         """(θ', log|det ∂θ'/∂θ|) for ONE configuration ``(2, L, L)``."""
@@ -142,11 +191,13 @@ class GaugeFlow(nnx.Module):
     """g = coupling_n ∘ … ∘ coupling_1 with the (μ, offset) masks cycled (module docstring)."""
 
     def __init__(self, *, num_layers: int = 8, kernel_size: int = 3, hidden_channels: Sequence[int] = (8, 8),
-                 components: int = 4, activation: str = "tanh", seed: int = 0, dtype=None):
+                 components: int = 4, activation: str = "tanh", ncp_alpha_min: float = 0.5,
+                 ncp_alpha_max: float | None = 2.0, ncp_shift_max: float | None = 0.5, seed: int = 0, dtype=None):
         rngs = nnx.Rngs(seed)
         self.layers = nnx.List([
             PlaquetteCoupling(i % 2, (i // 2) % 4, kernel_size=kernel_size, hidden_channels=hidden_channels,
-                              components=components, activation=activation, rngs=rngs, dtype=dtype)
+                              components=components, activation=activation, ncp_alpha_min=ncp_alpha_min,
+                              ncp_alpha_max=ncp_alpha_max, ncp_shift_max=ncp_shift_max, rngs=rngs, dtype=dtype)
             for i in range(num_layers)])
 
     def forward_and_log_det(self, theta: jnp.ndarray):
@@ -167,6 +218,10 @@ class GaugeFlowConfig:
         hidden_channels: channels of the hidden convolutions, e.g. (8, 8).
         components: K, NCP components of the circle map (≥ 1).
         activation: hidden activation, one of :data:`GAUGE_ACTIVATIONS`.
+        ncp_alpha_min: α_min > 0, the smallest NCP scale.
+        ncp_alpha_max: α_max > α_min, the largest NCP scale, or None: unbounded (α = α_min + softplus).
+        ncp_shift_max: β_max > 0, the largest |β_k|, or None: unbounded. With both bounds set,
+            |log h'| ≤ :func:`ncp_log_slope_bound` (module docstring).
         seed: seed of the initialisation.
     """
 
@@ -175,6 +230,9 @@ class GaugeFlowConfig:
     hidden_channels: tuple[int, ...] = (8, 8)
     components: int = 4
     activation: str = "tanh"
+    ncp_alpha_min: float = 0.5
+    ncp_alpha_max: float | None = 2.0
+    ncp_shift_max: float | None = 0.5
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -195,6 +253,25 @@ class GaugeFlowConfig:
             raise must_be("activation", self.activation, f"one of {sorted(GAUGE_ACTIVATIONS)}")
         if not is_int(self.seed):
             raise must_be("seed", self.seed, "an integer")
+
+        def is_positive(x):
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+        if not is_positive(self.ncp_alpha_min):
+            raise must_be("ncp_alpha_min", self.ncp_alpha_min, "a finite number > 0")
+        if self.ncp_alpha_max is not None and not (is_positive(self.ncp_alpha_max)
+                                                   and self.ncp_alpha_max > self.ncp_alpha_min):
+            raise must_be("ncp_alpha_max", self.ncp_alpha_max,
+                          f"null or a finite number > ncp_alpha_min = {self.ncp_alpha_min}")
+        if self.ncp_shift_max is not None and not is_positive(self.ncp_shift_max):
+            raise must_be("ncp_shift_max", self.ncp_shift_max, "null or a finite number > 0")
+
+    def log_slope_bound(self) -> float:
+        """log λ*, the bound on |log h'| of every circle map (:func:`ncp_log_slope_bound`); inf
+        when α or β is unbounded."""
+        if self.ncp_alpha_max is None or self.ncp_shift_max is None:
+            return math.inf
+        return ncp_log_slope_bound(self.ncp_alpha_min, self.ncp_alpha_max, self.ncp_shift_max)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -260,6 +337,10 @@ class HaarPrior:
         """−n log 2π for ONE configuration (the density is constant)."""
         return jnp.zeros((), theta.dtype) - math.prod(self.shape) * math.log(2.0 * math.pi)
 
+
+#: the NCP keys of a checkpoint written before the bound (flow_config.json without them): the
+#: unbounded parametrisation α = 10⁻³ + softplus(a), β = b those flows were trained with
+LEGACY_NCP_BOUNDS = {"ncp_alpha_min": 1e-3, "ncp_alpha_max": None, "ncp_shift_max": None}
 
 #: ``flow_config.json`` key that names the family of a checkpoint's flow (absent: φ⁴'s coupling flows)
 FAMILY_KEY = "family"
@@ -331,7 +412,7 @@ class U1FlowFamily:
         if stored.get(FAMILY_KEY) != self.name:
             raise ValueError(f"the flow checkpoint {str(path)!r} holds a {stored.get(FAMILY_KEY, 'phi4 coupling')} "
                              f"flow, not a {self.name} flow")
-        config = self.config(stored)
+        config = self.config({**LEGACY_NCP_BOUNDS, **stored})  # a checkpoint from before the bound: unbounded
         template = gauge_flow(config, dtype=dtype)
         flat = _flat_params(template.params)
         with np.load(path / "params" / "params.npz") as saved:
