@@ -1,0 +1,143 @@
+"""Issue 15 §3, where does a flow win: tables, z fits and plots from experiments/multilevel/runs.
+
+    python experiments/multilevel/analyze.py   # table.md, table.csv, fits.json, tau_vs_L.png, cost_vs_L.png
+
+Every run block of every runs/<job>/results.json is one row. The method of a row is read from
+the run itself: `hmc` with sampler.fourier_mass set is FA-HMC; FHMC rows are named by their
+prior, a multilevel tower by its depth (interp4 = ML1, interp4_x2 = ML2: the same towers,
+docs/theory.md#multilevel). Costs are the run's own `cost` block (docs/results.md#cost).
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from trivflow.formatting import paren, plain
+from trivflow.report import fit_z
+
+HERE = Path(__file__).parent
+ORDER = ["HMC", "FA-HMC", "FHMC gaussian", "FHMC ML1 (interp4)", "FHMC ML2 (interp4_x2)", "FHMC ML3", "FHMC ML4"]
+
+
+def method(results, label, block):
+    """The row's method name (see the module docstring)."""
+    if block["sampler"] == "hmc":
+        return "FA-HMC" if results["config"]["sampler"].get("fourier_mass") else "HMC"
+    prior = block.get("prior")
+    levels = {"interp4": 1, "interp4_x2": 2}.get(prior)
+    if prior == "multilevel":
+        levels = results["config"]["prior"]["levels"]
+    if levels is None:
+        return f"FHMC {prior}"
+    return f"FHMC ML{levels}" + {1: " (interp4)", 2: " (interp4_x2)"}.get(levels, "")
+
+
+def rows():
+    out = []
+    for path in sorted(HERE.glob("runs/*/results.json")):
+        results = json.loads(path.read_text())
+        for label, b in results["runs"].items():
+            cost = b["cost"]
+            eps = b.get("step_size", {}).get("adapted") or results["config"]["sampler"]["traj_length"] / \
+                results["config"]["sampler"]["num_steps"]
+            out.append({
+                "job": path.parent.name, "label": label, "method": method(results, label, b),
+                "L": b["lattice"]["L"], "beta": b["lattice"]["beta"],
+                "eps": eps, "num_steps": results["config"]["sampler"]["num_steps"],
+                "fourier_mass": results["config"]["sampler"].get("fourier_mass"),
+                "acc": b["acceptance"], "chains": b["num_chains"], "traj": b["num_traj"],
+                "tau": b["tau_int"]["M"][0], "tau_err": b["tau_int"]["M"][1], "window": b["tau_int"]["M"][2],
+                "tau_absM": b["tau_int"]["absM"][0], "tau_absM_err": b["tau_int"]["absM"][1],
+                "xi": b["observables"]["xi"][0], "xi_err": b["observables"]["xi"][1],
+                "chi": b["observables"]["chi"][0], "chi_err": b["observables"]["chi"][1],
+                "evals": cost["per_indep"]["force_evals"][0], "evals_err": cost["per_indep"]["force_evals"][1],
+                "s_traj": cost["per_traj"]["seconds"],
+                "s_indep": cost["per_indep"]["seconds"][0], "s_indep_err": cost["per_indep"]["seconds"][1],
+                "setup": cost["setup_seconds"],
+                "amort": cost["amortised_seconds_per_indep"][0], "amort_err": cost["amortised_seconds_per_indep"][1],
+                "warnings": "; ".join(b.get("warnings", [])),
+            })
+    out.sort(key=lambda r: (r["L"], ORDER.index(r["method"]) if r["method"] in ORDER else 99))
+    return out
+
+
+def table(rs):
+    head = ("| L | β | method | ε (τ_MD = 10ε) | acc. | chains × traj | τ_int(M) (rel. err.) | τ_int(\\|M\\|) | ξ | χ "
+            "| force evals / indep. | s / traj | s / indep. (sampling) | setup s | s / indep. amortised | warnings |")
+    lines = [head, "|" + "---|" * 16]
+    for r in rs:
+        lines.append(
+            f"| {r['L']} | {r['beta']} | {r['method']} | {r['eps']:.3f} | {r['acc']:.3f} | {r['chains']} × {r['traj']} "
+            f"| {paren(r['tau'], r['tau_err'])} ({100 * r['tau_err'] / r['tau']:.0f} %) "
+            f"| {paren(r['tau_absM'], r['tau_absM_err'])} | {paren(r['xi'], r['xi_err'])} "
+            f"| {paren(r['chi'], r['chi_err'])} | {paren(r['evals'], r['evals_err'])} | {plain(r['s_traj'], 3)} "
+            f"| {paren(r['s_indep'], r['s_indep_err'])} "
+            f"| {r['setup']:.0f} | {paren(r['amort'], r['amort_err'])} | {r['warnings'] or '—'} |")
+    return "\n".join(lines) + "\n"
+
+
+def fits(rs):
+    """z from τ = c ξ^z (measured ξ of each run) per method with ≥ 2 lattice sizes."""
+    out = {}
+    for m in ORDER:
+        pts = [r for r in rs if r["method"] == m]
+        if len({r["L"] for r in pts}) < 2:
+            continue
+        f = fit_z([r["xi"] for r in pts], [r["xi_err"] for r in pts], [r["tau"] for r in pts],
+                  [r["tau_err"] for r in pts])
+        out[m] = {"L": [r["L"] for r in pts], "z": f.z, "z_err": f.z_err, "c": float(np.exp(f.log_c)),
+                  "chi2": f.chi2, "dof": f.dof}
+    return out
+
+
+def plot(rs, fz):
+    fig = Figure(figsize=(12, 3.8), layout="constrained")
+    ax_tau, ax_ev, ax_s = fig.subplots(1, 3)
+    for i, m in enumerate(ORDER):
+        pts = [r for r in rs if r["method"] == m]
+        if not pts:
+            continue
+        L = np.array([r["L"] for r in pts])
+        lab = m + (f", z = {paren(fz[m]['z'], fz[m]['z_err'])}" if m in fz else "")
+        ax_tau.errorbar(L, [r["tau"] for r in pts], [r["tau_err"] for r in pts], fmt="o-", color=f"C{i}",
+                        capsize=2, label=lab)
+        ax_ev.errorbar(L, [r["evals"] for r in pts], [r["evals_err"] for r in pts], fmt="o-", color=f"C{i}",
+                       capsize=2, label=m)
+        ax_s.errorbar(L, [r["s_indep"] for r in pts], [r["s_indep_err"] for r in pts], fmt="o-", color=f"C{i}",
+                      capsize=2, label=m + " (sampling)")
+        ax_s.plot(L, [r["amort"] for r in pts], "x--", color=f"C{i}", alpha=0.7)
+    ax_tau.set(ylabel="τ_int(M) [trajectories]")
+    ax_ev.set(ylabel="force evaluations per independent sample")
+    ax_s.set(ylabel="CPU seconds per independent sample\n(o sampling, x amortised incl. training)")
+    Ls = sorted({r["L"] for r in rs})
+    for ax in (ax_tau, ax_ev, ax_s):
+        ax.set(xscale="log", yscale="log", xlabel="L (ξ = L/4)")
+        ax.set_xticks(Ls, labels=[str(L) for L in Ls])
+        ax.minorticks_off()
+    ax_tau.legend(fontsize=7)
+    ax_s.legend(fontsize=7)
+    fig.suptitle("ξ = L/4, λ = 0.5, step size tuned per sampler (acc. 0.8, 10 steps; FA-HMC: see README)")
+    fig.savefig(HERE / "tau_cost_vs_L.png", dpi=110)
+
+
+def main():
+    rs = rows()
+    (HERE / "table.md").write_text(table(rs))
+    with open(HERE / "table.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rs[0]))
+        w.writeheader()
+        w.writerows(rs)
+    fz = fits(rs)
+    (HERE / "fits.json").write_text(json.dumps(fz, indent=1) + "\n")
+    print(table(rs))
+    for m, f in fz.items():
+        print(f"{m}: z = {paren(f['z'], f['z_err'])}, c = {f['c']:.3g}, "
+              f"chi2/dof = {f['chi2']:.1f}/{f['dof']}, L = {f['L']}")
+    plot(rs, fz)
+
+
+if __name__ == "__main__":
+    main()
