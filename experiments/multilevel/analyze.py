@@ -20,6 +20,8 @@ from trivflow.report import fit_z
 
 HERE = Path(__file__).parent
 ORDER = ["HMC", "FA-HMC", "FHMC gaussian", "FHMC ML1 (interp4)", "FHMC ML2 (interp4_x2)", "FHMC ML3", "FHMC ML4"]
+#: towers whose depth grows with L: the coarsest (HMC ensemble) lattice fixed at 2 or at 4
+FAMILIES = {"FHMC ML to 2² (N = log2 L − 1)": 1, "FHMC ML to 4² (N = log2 L − 2)": 2}
 
 
 def method(results, label, block):
@@ -35,6 +37,21 @@ def method(results, label, block):
     return f"FHMC ML{levels}" + {1: " (interp4)", 2: " (interp4_x2)"}.get(levels, "")
 
 
+def levels(results, block):
+    """The depth N of a row's multilevel tower (interp4 = 1, interp4_x2 = 2), else None."""
+    prior = block.get("prior")
+    if prior == "multilevel":
+        return results["config"]["prior"]["levels"]
+    return {"interp4": 1, "interp4_x2": 2}.get(prior)
+
+
+def family(r):
+    """The FAMILIES entry of a row (its coarsest lattice 2 or 4), else None."""
+    if r["levels"] is None:
+        return None
+    return next((f for f, k in FAMILIES.items() if r["levels"] == int(np.log2(r["L"])) - k), None)
+
+
 def rows():
     out = []
     for path in sorted(HERE.glob("runs/*/results.json")):
@@ -45,7 +62,7 @@ def rows():
                 results["config"]["sampler"]["num_steps"]
             out.append({
                 "job": path.parent.name, "label": label, "method": method(results, label, b),
-                "L": b["lattice"]["L"], "beta": b["lattice"]["beta"],
+                "L": b["lattice"]["L"], "beta": b["lattice"]["beta"], "levels": levels(results, b),
                 "eps": eps, "num_steps": results["config"]["sampler"]["num_steps"],
                 "fourier_mass": results["config"]["sampler"].get("fourier_mass"),
                 "acc": b["acceptance"], "chains": b["num_chains"], "traj": b["num_traj"],
@@ -82,8 +99,8 @@ def table(rs):
 def fits(rs):
     """z from τ = c ξ^z (measured ξ of each run) per method with ≥ 2 lattice sizes."""
     out = {}
-    for m in ORDER:
-        pts = [r for r in rs if r["method"] == m]
+    for m in [*ORDER, *FAMILIES]:
+        pts = [r for r in rs if m in (r["method"], family(r))]
         if len({r["L"] for r in pts}) < 2:
             continue
         f = fit_z([r["xi"] for r in pts], [r["xi_err"] for r in pts], [r["tau"] for r in pts],
@@ -109,6 +126,11 @@ def plot(rs, fz):
         ax_s.errorbar(L, [r["s_indep"] for r in pts], [r["s_indep_err"] for r in pts], fmt="o-", color=f"C{i}",
                       capsize=2, label=m + " (sampling)")
         ax_s.plot(L, [r["amort"] for r in pts], "x--", color=f"C{i}", alpha=0.7)
+    for j, fam in enumerate(FAMILIES):
+        pts = [r for r in rs if family(r) == fam]
+        if len(pts) > 1 and fam in fz:
+            ax_tau.plot([r["L"] for r in pts], [r["tau"] for r in pts], ":", color="k", alpha=0.4 + 0.3 * j,
+                        label=f"{fam}, z = {paren(fz[fam]['z'], fz[fam]['z_err'])}")
     ax_tau.set(ylabel="τ_int(M) [trajectories]")
     ax_ev.set(ylabel="force evaluations per independent sample")
     ax_s.set(ylabel="CPU seconds per independent sample\n(o sampling, x amortised incl. training)")

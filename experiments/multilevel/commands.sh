@@ -28,3 +28,16 @@ ML="experiment=multilevel"
 run L8 $ML lattice=L8 prior.levels=2 'prior.betas=[null,0.3]' sampler.num_traj=6000
 run L16 $ML lattice=L16 prior.levels=3 'prior.betas=[null,null,0.3]' \
   'baselines=[hmc,fhmc@gaussian,fhmc@interp4,fhmc@interp4_x2]' sampler.num_traj=8000
+# HMC and FA-HMC: plain config (experiment=multilevel would name a prior that no HMC-only run reads)
+HMC="sampler=hmc sampler.adapt_step_size=true sampler.target_accept=0.8 sampler.num_chains=64 sampler.num_therm=1000"
+run fa_L8 $HMC lattice=L8 sampler.fourier_mass=0.144 sampler.num_traj=6000
+run fa_L16 $HMC lattice=L16 sampler.fourier_mass=0.0396 sampler.num_traj=8000
+L32="lattice.L=32 lattice.beta=0.66"
+run hmc_L32 $HMC $L32 sampler.num_traj=36000
+run fa_L32 $HMC $L32 sampler.fourier_mass=0.0103 sampler.num_traj=16000
+# L = 32 flows, one sampler per job (each its own length): the deepest tower (coarsest 2², N = 4), the Gaussian flow
+F32="$L32 sampler.num_chains=64 sampler.num_traj=6000 sampler.num_therm=800"
+run ml4_L32 $ML $F32 prior.levels=4 'prior.betas=[null,null,null,0.3]' 'baselines=[]'
+run gauss_L32 sampler=fhmc prior=gaussian sampler.adapt_step_size=true sampler.target_accept=0.8 $F32
+$PY -m trivflow.report experiments/multilevel/runs --out experiments/multilevel/report
+$PY experiments/multilevel/analyze.py
