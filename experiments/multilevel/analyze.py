@@ -10,6 +10,7 @@ docs/theory.md#multilevel). Costs are the run's own `cost` block (docs/results.m
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,19 @@ def family(r):
     return next((f for f, k in FAMILIES.items() if r["levels"] == int(np.log2(r["L"])) - k), None)
 
 
+def flags(warnings):
+    """Short tags of a run's warnings for the table (the full text is in table.csv)."""
+    text = " ".join(warnings)
+    out = []
+    if m := re.search(r"R-hat > 1.01 for M \(([\d.]+)\)", text):
+        out.append(f"R-hat(M) {m.group(1)}")
+    if "tau_int(M): no automatic window" in text:
+        out.append("no window for τ_int(M): τ unreliable")
+    if "chains do not mix" in text:
+        out.append("chains do not mix")
+    return out
+
+
 def rows():
     out = []
     for path in sorted(HERE.glob("runs/*/results.json")):
@@ -75,7 +89,9 @@ def rows():
                 "s_indep": cost["per_indep"]["seconds"][0], "s_indep_err": cost["per_indep"]["seconds"][1],
                 "setup": cost["setup_seconds"],
                 "amort": cost["amortised_seconds_per_indep"][0], "amort_err": cost["amortised_seconds_per_indep"][1],
-                "warnings": "; ".join(b.get("warnings", [])),
+                "flags": "; ".join(flags(b.get("warnings", []))),
+                "reliable": "no automatic window" not in " ".join(b.get("warnings", [])),
+                "warnings": " | ".join(b.get("warnings", [])),
             })
     out.sort(key=lambda r: (r["L"], ORDER.index(r["method"]) if r["method"] in ORDER else 99))
     return out
@@ -92,15 +108,16 @@ def table(rs):
             f"| {paren(r['tau_absM'], r['tau_absM_err'])} | {paren(r['xi'], r['xi_err'])} "
             f"| {paren(r['chi'], r['chi_err'])} | {paren(r['evals'], r['evals_err'])} | {plain(r['s_traj'], 3)} "
             f"| {paren(r['s_indep'], r['s_indep_err'])} "
-            f"| {r['setup']:.0f} | {paren(r['amort'], r['amort_err'])} | {r['warnings'] or '—'} |")
+            f"| {r['setup']:.0f} | {paren(r['amort'], r['amort_err'])} | {r['flags'] or '—'} |")
     return "\n".join(lines) + "\n"
 
 
 def fits(rs):
-    """z from τ = c ξ^z (measured ξ of each run) per method with ≥ 2 lattice sizes."""
+    """z from τ = c ξ^z (measured ξ of each run) per method with ≥ 2 lattice sizes; runs without an
+    automatic window for τ_int(M) are left out (their τ is a lower bound at best)."""
     out = {}
     for m in [*ORDER, *FAMILIES]:
-        pts = [r for r in rs if m in (r["method"], family(r))]
+        pts = [r for r in rs if m in (r["method"], family(r)) and r["reliable"]]
         if len({r["L"] for r in pts}) < 2:
             continue
         f = fit_z([r["xi"] for r in pts], [r["xi_err"] for r in pts], [r["tau"] for r in pts],
@@ -119,8 +136,13 @@ def plot(rs, fz):
             continue
         L = np.array([r["L"] for r in pts])
         lab = m + (f", z = {paren(fz[m]['z'], fz[m]['z_err'])}" if m in fz else "")
-        ax_tau.errorbar(L, [r["tau"] for r in pts], [r["tau_err"] for r in pts], fmt="o-", color=f"C{i}",
-                        capsize=2, label=lab)
+        ok = [r for r in pts if r["reliable"]]
+        ax_tau.errorbar([r["L"] for r in ok], [r["tau"] for r in ok], [r["tau_err"] for r in ok], fmt="o-",
+                        color=f"C{i}", capsize=2, label=lab)
+        bad = [r for r in pts if not r["reliable"]]
+        if bad:
+            ax_tau.plot([r["L"] for r in bad], [r["tau"] for r in bad], "^", mfc="none", color=f"C{i}",
+                        label=f"{m}: no window, τ unreliable")
         ax_ev.errorbar(L, [r["evals"] for r in pts], [r["evals_err"] for r in pts], fmt="o-", color=f"C{i}",
                        capsize=2, label=m)
         ax_s.errorbar(L, [r["s_indep"] for r in pts], [r["s_indep_err"] for r in pts], fmt="o-", color=f"C{i}",
