@@ -149,7 +149,7 @@ def plot(rs, fz):
                       capsize=2, label=m + " (sampling)")
         ax_s.plot(L, [r["amort"] for r in pts], "x--", color=f"C{i}", alpha=0.7)
     for j, fam in enumerate(FAMILIES):
-        pts = [r for r in rs if family(r) == fam]
+        pts = [r for r in rs if family(r) == fam and r["reliable"]]
         if len(pts) > 1 and fam in fz:
             ax_tau.plot([r["L"] for r in pts], [r["tau"] for r in pts], ":", color="k", alpha=0.4 + 0.3 * j,
                         label=f"{fam}, z = {paren(fz[fam]['z'], fz[fam]['z_err'])}")
