@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from trivflow.formatting import paren, plain
+from trivflow.formatting import paren, plain, ratio
 from trivflow.report import fit_z
 
 HERE = Path(__file__).parent
@@ -180,6 +180,18 @@ def main():
     for m, f in fz.items():
         print(f"{m}: z = {paren(f['z'], f['z_err'])}, c = {f['c']:.3g}, "
               f"chi2/dof = {f['chi2']:.1f}/{f['dof']}, L = {f['L']}")
+    print("\nbreak-even: a sampler beats HMC (FA-HMC) per independent sample in seconds when its cost per")
+    print("trajectory is below τ_HMC/τ (τ_FA/τ) times HMC's (FA-HMC's); measured s/traj ratio beside it")
+    for r in rs:
+        ref = {m: next((q for q in rs if q["L"] == r["L"] and q["method"] == m), None) for m in ("HMC", "FA-HMC")}
+        if r["method"] in ref or not r["reliable"]:
+            continue
+        parts = []
+        for m, q in ref.items():
+            if q is not None:
+                v, e = ratio(q["tau"], q["tau_err"], r["tau"], r["tau_err"])
+                parts.append(f"τ_{m}/τ = {paren(v, e)}, s/traj ÷ {m}'s = {r['s_traj'] / q['s_traj']:.1f}")
+        print(f"L = {r['L']} {r['method']}: " + "; ".join(parts))
     plot(rs, fz)
 
 

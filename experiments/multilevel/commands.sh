@@ -35,9 +35,12 @@ run fa_L16 $HMC lattice=L16 sampler.fourier_mass=0.0396 sampler.num_traj=8000
 L32="lattice.L=32 lattice.beta=0.66"
 run hmc_L32 $HMC $L32 sampler.num_traj=36000
 run fa_L32 $HMC $L32 sampler.fourier_mass=0.0103 sampler.num_traj=16000
-# L = 32 flows, one sampler per job (each its own length): the deepest tower (coarsest 2², N = 4), the Gaussian flow
+# L = 32 flows, one sampler per job: the deepest tower (coarsest 2², N = 4), the Gaussian flow
 F32="$L32 sampler.num_chains=64 sampler.num_traj=6000 sampler.num_therm=800"
 run ml4_L32 $ML $F32 prior.levels=4 'prior.betas=[null,null,null,0.3]' 'baselines=[]'
 run gauss_L32 sampler=fhmc prior=gaussian sampler.adapt_step_size=true sampler.target_accept=0.8 $F32
+# then, as time allowed: the fixed-depth ×2 tower and the 3-level tower (coarsest 4²)
+run ml2_L32 $ML $F32 prior.levels=2 'baselines=[]'
+run ml3_L32 $ML $F32 prior.levels=3 'baselines=[]'
 $PY -m trivflow.report experiments/multilevel/runs --out experiments/multilevel/report
 $PY experiments/multilevel/analyze.py
