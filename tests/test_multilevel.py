@@ -325,3 +325,26 @@ def test_three_level_tower_at_L16_samples_the_physics_of_hmc(tmp_path):
 
     module = load_checkpoint(tmp_path / "flow", validate(cfg), {}).flow.module()
     assert isinstance(module, Compose) and isinstance(module.layers[0], Compose)  # (g1, g2), then g3
+
+
+@pytest.mark.parametrize("overrides,lattices", [
+    ([], [4, 8, 16]),
+    (["lattice=L8", "prior.levels=2", "prior.betas=[null,0.3]"], [2, 4, 8]),
+    (["prior.levels=3", "prior.betas=[null,null,0.3]", "baselines=[hmc,fhmc@gaussian,fhmc@interp4,fhmc@interp4_x2]"],
+     [2, 4, 8, 16]),
+    (["lattice.L=32", "lattice.beta=0.66", "prior.levels=4", "prior.betas=[null,null,null,0.3]", "baselines=[]"],
+     [2, 4, 8, 16, 32]),
+])
+def test_experiment_multilevel_preset_composes(tmp_path, overrides, lattices):
+    """experiment=multilevel (experiments/multilevel): FHMC with a tower, HMC and the Gaussian and
+    interp4 flows beside it, every sampler adapting its step size; the study's overrides validate and
+    plan the tower from the coarsest ensemble lattice up to L."""
+    cfg = compose_cfg(["experiment=multilevel", "progress=false", *overrides])
+    assert (cfg.experiment, cfg.sampler.name, cfg.prior.name) == ("multilevel", "fhmc", "multilevel")
+    assert cfg.sampler.adapt_step_size and cfg.sampler.target_accept == 0.8 and cfg.sampler.num_steps == 10
+    if not overrides:
+        assert list(cfg.baselines) == ["hmc", "fhmc@gaussian", "fhmc@interp4"] and cfg.prior.levels == 2
+    plan = make_plan(cfg, validate(cfg), tmp_path)
+    tower = plan.flows["multilevel"].levels
+    assert [lv.L for lv in tower] == lattices[1:]
+    assert tower[0].prior["name"] == "interp4"

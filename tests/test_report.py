@@ -196,6 +196,18 @@ def test_report_refuses_to_fit_jobs_with_equal_effective_configurations(tmp_path
     assert all(r["duplicate_of"] is None for r in report.collect(tmp_path / "fhmc"))
 
 
+def test_sampler_settings_make_jobs_distinct(tmp_path):
+    """experiments/multilevel: HMC and FA-HMC (sampler.fourier_mass) at the same lattice point are two
+    measurements, not duplicates: the run block's sampler name must not hide the sampler settings."""
+    for name, mass in (("plain", None), ("fa", 0.144)):
+        _fake_job(tmp_path / name, L=8, beta=0.576, k=3, xi=2.0, tau=4.0, sampler="hmc")
+        path = tmp_path / name / "results.json"
+        results = json.loads(path.read_text())
+        results["config"]["sampler"]["fourier_mass"] = mass
+        path.write_text(json.dumps(results))
+    assert [r["duplicate_of"] for r in report.collect(tmp_path)] == [None, None]
+
+
 def test_flows_of_different_depth_are_different_series(tmp_path, monkeypatch):
     """experiments/kernel_size: a 2-layer k = 3 flow beside 1-layer k = 5, 7 flows. The depth
     separates series, so the 2-layer flow is neither the k = 3 point of the 1-layer τ-vs-k line nor

@@ -142,8 +142,11 @@ def effective_config(results: dict, label: str) -> str:
     cfg = results.get("config", {})
     block = results["runs"][label]
     uses_flow = results.get("flow") is not None and block["sampler"] in FLOW_SAMPLERS
-    read = {"label": label, "lattice": block.get("lattice", results["lattice"]),
-            **{k: cfg.get(k) for k in ("action", "seed", "precision", "analysis", "sampler")},
+    # the sampler settings (step size, its adaptation, Fourier mass, …) under their own key: the run
+    # block's "sampler" (its name) must not overwrite them; the job's main sampler name is not one
+    settings = {k: v for k, v in (cfg.get("sampler") or {}).items() if k != "name"}
+    read = {"label": label, "lattice": block.get("lattice", results["lattice"]), "sampler_settings": settings,
+            **{k: cfg.get(k) for k in ("action", "seed", "precision", "analysis")},
             **{k: block.get(k) for k in ("sampler", "num_chains", "num_traj", "num_therm", "meas_every")}}
     if uses_flow:  # the flow as trained (results.json "flow") and what it was trained with
         read.update({k: cfg.get(k) for k in ("prior", "train")}, flow=results["flow"], run_prior=block.get("prior"))
