@@ -227,3 +227,19 @@ def test_flows_of_different_depth_are_different_series(tmp_path, monkeypatch):
         assert f["z"] == pytest.approx(2.0, abs=1e-10) and f["chi2"] == pytest.approx(0, abs=1e-15)
     assert set(drawn) == {"fhmc L=8 layers=1 prior=gaussian"}
     assert drawn["fhmc L=8 layers=1 prior=gaussian"]["k"] == [3, 5, 7]
+
+
+def test_trajectory_lengths_are_different_series(tmp_path):
+    """experiments/tau_md: HMC at τ_MD = 1 and 2 at L = 8 and 16 are two samplers, each fitted on its
+    own (τ_int in trajectories depends on τ_MD), not one series with two τ at each ξ."""
+    for num, (L, tau_md) in enumerate([(8, 1.0), (16, 1.0), (8, 2.0), (16, 2.0)]):
+        _fake_job(tmp_path / str(num), L=L, beta={8: 0.576, 16: 0.634}[L], k=3, xi=L / 4,
+                  tau=(L / 4) ** 2 / tau_md**2, sampler="hmc")
+        path = tmp_path / str(num) / "results.json"
+        results = json.loads(path.read_text())
+        results["config"]["sampler"]["traj_length"] = tau_md
+        path.write_text(json.dumps(results))
+    fits = json.loads(report.write_report(tmp_path, tmp_path / "rep")["fits.json"].read_text())
+    assert set(fits) == {"hmc tau_MD=1.0", "hmc tau_MD=2.0"}
+    for f in fits.values():  # each τ_MD alone: τ ∝ ξ² exactly
+        assert f["z"] == pytest.approx(2.0, abs=1e-10) and f["chi2"] == pytest.approx(0, abs=1e-15)

@@ -53,7 +53,7 @@ from .formatting import paren, ratio
 __all__ = ["ZFit", "add_ratios", "collect", "effective_config", "fit_z", "main", "write_report"]
 
 COLUMNS = ["job", "experiment", "label", "L", "d", "beta", "lam", "kernel_size", "num_layers", "prior", "sampler",
-           "acceptance",
+           "traj_length", "acceptance",
            "tau_M", "tau_M_err", "tau_M_window", "tau_M_reliable", "xi", "xi_err", "traj_per_second",
            "force_evals_per_indep", "force_evals_per_indep_err", "flow_evals_per_indep", "flow_evals_per_indep_err",
            "cost_per_indep", "cost_per_indep_err", "tau_M_ratio_hmc", "tau_M_ratio_hmc_err", "cost_ratio_hmc",
@@ -237,6 +237,9 @@ def collect(directory) -> list[dict]:
                 "flow_mh_acceptance": training.get("mh_acceptance") if uses_flow else None,
                 "overrides": overrides,
                 "duplicate_of": duplicate_of,
+                # the configured τ_MD: runs that differ in it are different samplers, never points of
+                # one τ-vs-ξ series (write_report)
+                "traj_length": results.get("config", {}).get("sampler", {}).get("traj_length"),
             })
     add_ratios(rows)
     return rows
@@ -258,8 +261,9 @@ def _cost(block: dict, sampler_cfg: dict) -> dict | None:
 
 
 def _series(row, *keys) -> str:
-    """Series name of a row: the sampler plus ``k=…``/``layers=…``/``L=…`` for the given keys that are set."""
-    short = {"kernel_size": "k", "num_layers": "layers", "L": "L", "prior": "prior"}
+    """Series name of a row: the sampler plus ``k=…``/``layers=…``/``L=…``/``tau_MD=…`` for the given
+    keys that are set."""
+    short = {"kernel_size": "k", "num_layers": "layers", "L": "L", "prior": "prior", "traj_length": "tau_MD"}
     return " ".join([row["sampler"], *(f"{short[k]}={row[k]}" for k in keys if row[k] is not None)])
 
 
@@ -315,10 +319,14 @@ def write_report(directory, out_dir=None) -> dict[str, Path]:
     if unreliable:
         print(f"trivflow.report: tau_int(M) without an automatic window, left out of fits and plots: "
               f"{', '.join(unreliable)}", file=sys.stderr)
+    # a τ-vs-ξ series is one sampler at one trajectory length: τ_int in trajectories depends on τ_MD,
+    # so when the runs differ in it (experiments/tau_md) it names the series
+    series_keys = ("kernel_size", "num_layers", "prior") + (
+        ("traj_length",) if len({r["traj_length"] for r in rows}) > 1 else ())
     duplicated = {}  # series -> (row, the row it duplicates)
     for r in rows:
         if r["duplicate_of"] is not None:
-            duplicated.setdefault(_series(r, "kernel_size", "num_layers", "prior"),
+            duplicated.setdefault(_series(r, *series_keys),
                                   (f"{r['job']}:{r['label']}", r["duplicate_of"]))
     for s, (dup, first) in duplicated.items():
         print(f"trivflow.report: refusing to fit {s}: {dup} ran the same effective configuration as {first} "
@@ -326,8 +334,8 @@ def write_report(directory, out_dir=None) -> dict[str, Path]:
               file=sys.stderr)
     for r in rows:
         if (r["tau_M_reliable"] and None not in (r["xi"], r["xi_err"], r["tau_M"], r["tau_M_err"])
-                and _series(r, "kernel_size", "num_layers", "prior") not in duplicated):
-            p = points[_series(r, "kernel_size", "num_layers", "prior")]
+                and _series(r, *series_keys) not in duplicated):
+            p = points[_series(r, *series_keys)]
             for k, v in (("xi", r["xi"]), ("xi_err", r["xi_err"]), ("tau", r["tau_M"]), ("tau_err", r["tau_M_err"])):
                 p[k].append(v)
     points = {s: p for s, p in points.items() if len(set(p["xi"])) >= 2}
