@@ -134,7 +134,6 @@ def plot(rs, fz):
         pts = [r for r in rs if r["method"] == m]
         if not pts:
             continue
-        L = np.array([r["L"] for r in pts])
         lab = m + (f", z = {paren(fz[m]['z'], fz[m]['z_err'])}" if m in fz else "")
         ok = [r for r in pts if r["reliable"]]
         ax_tau.errorbar([r["L"] for r in ok], [r["tau"] for r in ok], [r["tau_err"] for r in ok], fmt="o-",
@@ -143,11 +142,17 @@ def plot(rs, fz):
         if bad:
             ax_tau.plot([r["L"] for r in bad], [r["tau"] for r in bad], "^", mfc="none", color=f"C{i}",
                         label=f"{m}: no window, τ unreliable")
-        ax_ev.errorbar(L, [r["evals"] for r in pts], [r["evals_err"] for r in pts], fmt="o-", color=f"C{i}",
+        # the cost panels as the τ panel: a τ without a window makes its cost a lower bound at best, so
+        # those points are open triangles, not joined to the measured ones
+        Lok = [r["L"] for r in ok]
+        ax_ev.errorbar(Lok, [r["evals"] for r in ok], [r["evals_err"] for r in ok], fmt="o-", color=f"C{i}",
                        capsize=2, label=m)
-        ax_s.errorbar(L, [r["s_indep"] for r in pts], [r["s_indep_err"] for r in pts], fmt="o-", color=f"C{i}",
+        ax_s.errorbar(Lok, [r["s_indep"] for r in ok], [r["s_indep_err"] for r in ok], fmt="o-", color=f"C{i}",
                       capsize=2, label=m + " (sampling)")
-        ax_s.plot(L, [r["amort"] for r in pts], "x--", color=f"C{i}", alpha=0.7)
+        ax_s.plot(Lok, [r["amort"] for r in ok], "x--", color=f"C{i}", alpha=0.7)
+        for ax, key in ((ax_ev, "evals"), (ax_s, "s_indep")):
+            if bad:
+                ax.plot([r["L"] for r in bad], [r[key] for r in bad], "^", mfc="none", color=f"C{i}")
     for j, fam in enumerate(FAMILIES):
         pts = [r for r in rs if family(r) == fam and r["reliable"]]
         if len(pts) > 1 and fam in fz:
