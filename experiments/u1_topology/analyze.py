@@ -86,23 +86,25 @@ def main(runs_dir: str) -> None:
 
 def plot(points) -> None:
     """tau_int(Q) vs beta per method (log scale); a point whose tau exceeds num_traj/20 is drawn
-    open (no reliable window: a lower bound at best)."""
+    as an open triangle without error bar and not joined to the others (no reliable window: a
+    lower bound at best, its Γ-method error meaningless)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5.5, 4))
     ax = fig.add_subplot()
-    for label, pts in sorted(points.items(), key=lambda kv: kv[0]):
+    for i, (label, pts) in enumerate(sorted(points.items(), key=lambda kv: kv[0])):
         pts.sort()
-        beta = [p[0] for p in pts]
-        tau = [p[1] for p in pts]
-        line = ax.errorbar(beta, tau, yerr=[p[2] for p in pts], marker="o", capsize=3, label=label)
-        open_pts = [(p[0], p[1]) for p in pts if p[1] > p[3] / 20]
-        if open_pts:
-            ax.plot(*zip(*open_pts), "o", mfc="white", color=line[0].get_color(), zorder=5)
+        good = [p for p in pts if p[1] <= p[3] / 20]
+        bound = [p for p in pts if p[1] > p[3] / 20]
+        color = f"C{i}"
+        ax.errorbar([p[0] for p in good], [p[1] for p in good], yerr=[p[2] for p in good], marker="o",
+                    capsize=3, color=color, label=label)
+        if bound:
+            ax.plot([p[0] for p in bound], [p[1] for p in bound], "^", mfc="white", color=color, zorder=5)
     ax.set_yscale("log")
     ax.set_xlabel("β  (L = √(32 β))")
     ax.set_ylabel("τ_int(Q)  [trajectories / IMH steps]")
-    ax.set_title("2D U(1), β = L²/32 (open: τ > num_traj/20, unreliable)", fontsize=9)
+    ax.set_title("2D U(1), β = L²/32 (open △: τ > num_traj/20, a lower bound at best)", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(HERE / "tau_q_vs_beta.png", dpi=120)
