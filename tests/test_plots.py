@@ -72,6 +72,11 @@ def test_training_history_histograms_and_delta_h(tmp_path):
     assert xy[:, 0].min() == pytest.approx(m.min()) and xy[:, 0].max() == pytest.approx(m.max())
     assert xy[:, 1].min() == 0 and xy[:, 1].max() > 0
     _png(fig, tmp_path / "hist.png")
+    frozen = 2.0 + np.array([[0.0, 4e-16, -4e-16], [2e-16, 0.0, 0.0]])  # Q of frozen chains: one integer ± ulps
+    fig = plots.plot_histogram(frozen, name="Q")  # numpy alone: "Too many bins for data range"
+    (poly,) = fig.axes[0].patches
+    assert poly.get_xy()[:, 0].min() == pytest.approx(1.5) and poly.get_xy()[:, 0].max() == pytest.approx(2.5)
+    _png(fig, tmp_path / "hist_frozen.png")
 
     dh = rng.normal(0.05, np.sqrt(0.1), size=(4, 500))  # Gaussian ΔH with ⟨ΔH⟩ = σ²/2: ⟨e^{−ΔH}⟩ = 1
     fig = plots.plot_delta_h(dh)

@@ -218,11 +218,18 @@ def plot_thermalisation(series: Mapping[str, np.ndarray], draws=None, *, results
 
 
 def plot_histogram(series, *, bins: int = 60, name: str = "M", label: str = "") -> Figure:
-    """Normalised histogram of ``series`` over all chains and measurements."""
+    """Normalised histogram of ``series`` over all chains and measurements.
+
+    A series that takes one value up to rounding (the topological charge of frozen chains: an
+    integer ± 1e-15) gets one bin of unit width around it; numpy refuses ``bins`` bins over a
+    range of a few ulps."""
     values = np.ravel(np.asarray(series))
     fig = Figure(figsize=(5, 3.4), layout="constrained")
     ax = fig.subplots()
-    ax.hist(values, bins=bins, density=True, histtype="stepfilled", alpha=0.7)
+    lo, hi = float(values.min()), float(values.max())
+    one_value = not hi - lo > 1e-9 * max(1.0, abs(lo), abs(hi))
+    ax.hist(values, bins=1 if one_value else bins, range=(lo - 0.5, hi + 0.5) if one_value else None, density=True,
+            histtype="stepfilled", alpha=0.7)
     ax.set_xlabel(name)
     ax.set_ylabel("density")
     _title(fig, label, f"{name} distribution ({values.size} measurements)")
