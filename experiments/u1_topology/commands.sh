@@ -5,6 +5,7 @@
 #   fhmc_L<L>        FHMC with a gauge flow (bounded NCPs, flow=u1_equivariant defaults) trained at that point
 #   imh_L<L>         independence MH with that same flow (flow.checkpoint)
 #   fhmc-reuse8_L12  FHMC at L = 12 with the flow trained at L = 8 (flow.checkpoint)
+#   fhmc-reuse8_L16  the same at L = 16, beta = 8
 # and the table and plot: python experiments/u1_topology/analyze.py experiments/u1_topology/runs.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
@@ -49,5 +50,10 @@ if [ "${FHMC:-0}" = 1 ]; then
     sampler.num_chains=16 sampler.num_traj=200 sampler.num_therm=50 sampler.num_steps=20 \
     flow.checkpoint=$RUNS/fhmc_L8 progress=false quiet=true hydra.run.dir=$RUNS/fhmc-reuse8_L12
   keep $RUNS/fhmc-reuse8_L12 fhmc-reuse8_L12
+  # the L = 8 flow reused at L = 16, beta = 8 (where HMC freezes): FHMC, 16 x 200 trajectories in 25 steps
+  nice -n 5 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=16 lattice.beta=8.0 \
+    sampler.num_chains=16 sampler.num_traj=200 sampler.num_therm=40 sampler.num_steps=25 \
+    flow.checkpoint=$RUNS/fhmc_L8 progress=false hydra.run.dir=$RUNS/fhmc-reuse8_L16
+  keep $RUNS/fhmc-reuse8_L16 fhmc-reuse8_L16
 fi
 $PY $HERE/analyze.py $HERE/runs > $HERE/table.md
