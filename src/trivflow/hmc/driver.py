@@ -78,7 +78,7 @@ class Kernel(NamedTuple):
 
 @dataclass
 class ChainResult:
-    """Per-chain, per-step output of :func:`run_chains` (and of :func:`trivflow.samplers.run_nuts`).
+    """Per-chain, per-step output of :func:`run_chains` (and of :func:`trivflow.samplers.nuts.run_nuts`).
 
     Attributes:
         observables: name → array of shape ``(num_chains, num_meas, ...)``.

@@ -1,7 +1,7 @@
 """Samplers beyond plain HMC: independence Metropolis–Hastings (a kernel of the chain driver
 :func:`trivflow.hmc.run_chains`) and NUTS (NumPyro).
 
-:func:`run_nuts` is imported on first use: NumPyro (with SciPy) takes ≈ 0.4–1 s to import, which
+:func:`~trivflow.samplers.nuts.run_nuts` is imported on first use: NumPyro (with SciPy) takes ≈ 0.4–1 s to import, which
 a job that does not run NUTS should not pay."""
 
 from .imh import IMHInfo, IMHState, flow_proposal, imh_kernel, run_imh
