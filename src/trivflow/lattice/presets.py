@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .theory import Phi4Theory
 
-#: L → β on the line ξ = L/4, λ = 0.5 (the paper), with L = 4 (not in the paper) and L = 18, 40
+#: L → β on the line ξ = L/4, λ = 0.5 (the paper), with L = 4, 32 (not in the paper) and L = 18, 40
 #: (≈ in the paper) tuned by trivflow.tuning (experiment=tune_beta, experiments/tune_beta).
 LINE_OF_CONSTANT_PHYSICS: dict[int, float] = {
     4: 0.4500,  # tuned here (ξ = 1 at L = 4): 0.4500(3), experiments/tune_beta; β(L/4) at L = 16
@@ -16,6 +16,7 @@ LINE_OF_CONSTANT_PHYSICS: dict[int, float] = {
     16: 0.634,
     18: 0.6400,  # tuned: 0.64000(33) (experiments/tune_beta); the paper: ≈0.641
     20: 0.645,
+    32: 0.6609,  # tuned here (ξ = 8): 0.6609(2), experiments/tune_beta
     40: 0.6667,  # tuned: 0.6667(5) (experiments/tune_beta); the paper: ≈0.666
     80: 0.677,
 }
