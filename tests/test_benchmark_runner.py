@@ -30,3 +30,20 @@ def test_run_all_part_with_and_without_device_memory(tmp_path, device_memory):
     part = json.loads(out.read_text())["parts"]["hmc_tiny"]
     assert part["wall_seconds"] > 0
     assert ("device_memory" in part) == device_memory
+
+
+def test_multilevel_cost_benchmark_runs_every_sampler(tmp_path):
+    """benchmarks/multilevel_cost.py times HMC, FA-HMC and FHMC towers of each depth side by side and
+    writes each one's cost per trajectory relative to HMC (experiments/multilevel/analyze.py reads it)."""
+    out = tmp_path / "m.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "multilevel_cost.py"), "--L", "4", "--depths", "1", "2",
+           "--chains", "2", "--repeats", "1", "--target-seconds", "0.01", "--therm", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["cost_ratio"]) == {"hmc@L4", "fa_hmc@L4", "fhmc_d1@L4", "fhmc_d2@L4"}
+    assert report["cost_ratio"]["hmc@L4"] == 1.0
+    assert [p["depth"] for p in report["points"]] == [None, None, 1, 2]
+    assert all(p["traj_per_second"] > 0 for p in report["points"])
+    assert out.with_suffix(".md").read_text().startswith("| L | hmc traj/s")
