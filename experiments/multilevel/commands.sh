@@ -35,7 +35,7 @@ fi
 # L = 32 (lattice=L32: β = 0.6609, tuned to ξ = 8 by experiments/tune_beta), one sampler per job, each
 # long enough for δτ/τ ≲ 8 % where the chains mix; the towers of depth 3, 4 (which did not mix in 6000
 # trajectories at β = 0.66) get 20000, what the time allowed; two queues side by side when QUEUE is
-# unset (QUEUE=a or b runs one). A killed job resumes from its checkpoint when rerun (same chains).
+# unset (QUEUE=a or b runs one).
 L32="lattice=L32"
 F32="$L32 sampler.num_chains=64 sampler.num_traj=40000 sampler.num_therm=800"
 queue_a() {
