@@ -1,11 +1,15 @@
 """Issue 15 §3, where does a flow win: tables, z fits and plots from experiments/multilevel/runs.
 
-    python experiments/multilevel/analyze.py   # table.md, table.csv, fits.json, tau_vs_L.png, cost_vs_L.png
+    python experiments/multilevel/analyze.py   # table.md, table.csv, fits.json, tau_cost_vs_L.png
 
 Every run block of every runs/<job>/results.json is one row. The method of a row is read from
 the run itself: `hmc` with sampler.fourier_mass set is FA-HMC; FHMC rows are named by their
 prior, a multilevel tower by its depth (interp4 = ML1, interp4_x2 = ML2: the same towers,
-docs/theory.md#multilevel). Costs are the run's own `cost` block (docs/results.md#cost).
+docs/theory.md#multilevel). Costs are the run's own `cost` block (docs/results.md#cost), and
+the cost per independent sample in HMC trajectories, 2 τ_int × r, with r the sampler's cost per
+trajectory relative to HMC's from one benchmark run (cost_benchmark.json, written by
+benchmarks/multilevel_cost.py: all samplers timed side by side, so r does not depend on what
+else loaded the machine while each job ran).
 """
 
 import csv
@@ -23,6 +27,22 @@ HERE = Path(__file__).parent
 ORDER = ["HMC", "FA-HMC", "FHMC gaussian", "FHMC ML1 (interp4)", "FHMC ML2 (interp4_x2)", "FHMC ML3", "FHMC ML4"]
 #: towers whose depth grows with L: the coarsest (HMC ensemble) lattice fixed at 2 or at 4
 FAMILIES = {"FHMC ML to 2² (N = log2 L − 1)": 1, "FHMC ML to 4² (N = log2 L − 2)": 2}
+BENCH = HERE / "cost_benchmark.json"
+
+
+def bench_ratios():
+    """{(benchmark sampler, L): cost per trajectory relative to HMC} from cost_benchmark.json."""
+    if not BENCH.is_file():
+        return {}
+    return {(p["sampler"], p["L"]): p["cost_ratio"] for p in json.loads(BENCH.read_text())["points"]}
+
+
+def bench_name(r):
+    """The benchmark sampler whose trajectory costs what this row's does: FHMC with N coupling
+    layers (the Gaussian flow: 1) is fhmc_dN."""
+    if r["method"] in ("HMC", "FA-HMC"):
+        return {"HMC": "hmc", "FA-HMC": "fa_hmc"}[r["method"]]
+    return f"fhmc_d{r['levels'] or 1}"
 
 
 def method(results, label, block):
@@ -94,19 +114,25 @@ def rows():
                 "warnings": " | ".join(b.get("warnings", [])),
             })
     out.sort(key=lambda r: (r["L"], ORDER.index(r["method"]) if r["method"] in ORDER else 99))
+    bench = bench_ratios()
+    for r in out:
+        r["cost_ratio"] = bench.get((bench_name(r), r["L"]), float("nan"))
+        r["hmc_traj"], r["hmc_traj_err"] = 2 * r["tau"] * r["cost_ratio"], 2 * r["tau_err"] * r["cost_ratio"]
     return out
 
 
 def table(rs):
     head = ("| L | β | method | ε (τ_MD = 10ε) | acc. | chains × traj | τ_int(M) (rel. err.) | τ_int(\\|M\\|) | ξ | χ "
-            "| force evals / indep. | s / traj | s / indep. (sampling) | setup s | s / indep. amortised | warnings |")
-    lines = [head, "|" + "---|" * 16]
+            "| force evals / indep. | cost / traj (× HMC, benchmark) | HMC traj / indep. | s / traj "
+            "| s / indep. (sampling) | setup s | s / indep. amortised | warnings |")
+    lines = [head, "|" + "---|" * 18]
     for r in rs:
         lines.append(
             f"| {r['L']} | {r['beta']} | {r['method']} | {r['eps']:.3f} | {r['acc']:.3f} | {r['chains']} × {r['traj']} "
             f"| {paren(r['tau'], r['tau_err'])} ({100 * r['tau_err'] / r['tau']:.0f} %) "
             f"| {paren(r['tau_absM'], r['tau_absM_err'])} | {paren(r['xi'], r['xi_err'])} "
-            f"| {paren(r['chi'], r['chi_err'])} | {paren(r['evals'], r['evals_err'])} | {plain(r['s_traj'], 3)} "
+            f"| {paren(r['chi'], r['chi_err'])} | {paren(r['evals'], r['evals_err'])} | {r['cost_ratio']:.2f} "
+            f"| {paren(r['hmc_traj'], r['hmc_traj_err'])} | {plain(r['s_traj'], 3)} "
             f"| {paren(r['s_indep'], r['s_indep_err'])} "
             f"| {r['setup']:.0f} | {paren(r['amort'], r['amort_err'])} | {r['flags'] or '—'} |")
     return "\n".join(lines) + "\n"
@@ -128,8 +154,8 @@ def fits(rs):
 
 
 def plot(rs, fz):
-    fig = Figure(figsize=(12, 3.8), layout="constrained")
-    ax_tau, ax_ev, ax_s = fig.subplots(1, 3)
+    fig = Figure(figsize=(16, 4), layout="constrained")
+    ax_tau, ax_ev, ax_h, ax_s = fig.subplots(1, 4)
     for i, m in enumerate(ORDER):
         pts = [r for r in rs if r["method"] == m]
         if not pts:
@@ -147,10 +173,12 @@ def plot(rs, fz):
         Lok = [r["L"] for r in ok]
         ax_ev.errorbar(Lok, [r["evals"] for r in ok], [r["evals_err"] for r in ok], fmt="o-", color=f"C{i}",
                        capsize=2, label=m)
+        ax_h.errorbar(Lok, [r["hmc_traj"] for r in ok], [r["hmc_traj_err"] for r in ok], fmt="o-", color=f"C{i}",
+                      capsize=2, label=m)
         ax_s.errorbar(Lok, [r["s_indep"] for r in ok], [r["s_indep_err"] for r in ok], fmt="o-", color=f"C{i}",
                       capsize=2, label=m + " (sampling)")
         ax_s.plot(Lok, [r["amort"] for r in ok], "x--", color=f"C{i}", alpha=0.7)
-        for ax, key in ((ax_ev, "evals"), (ax_s, "s_indep")):
+        for ax, key in ((ax_ev, "evals"), (ax_h, "hmc_traj"), (ax_s, "s_indep")):
             if bad:
                 ax.plot([r["L"] for r in bad], [r[key] for r in bad], "^", mfc="none", color=f"C{i}")
     for j, fam in enumerate(FAMILIES):
@@ -160,9 +188,10 @@ def plot(rs, fz):
                         label=f"{fam}, z = {paren(fz[fam]['z'], fz[fam]['z_err'])}")
     ax_tau.set(ylabel="τ_int(M) [trajectories]")
     ax_ev.set(ylabel="force evaluations per independent sample")
+    ax_h.set(ylabel="cost per independent sample [HMC trajectories]\n(2 τ_int × benchmarked cost per trajectory)")
     ax_s.set(ylabel="CPU seconds per independent sample\n(o sampling, x amortised incl. training)")
     Ls = sorted({r["L"] for r in rs})
-    for ax in (ax_tau, ax_ev, ax_s):
+    for ax in (ax_tau, ax_ev, ax_h, ax_s):
         ax.set(xscale="log", yscale="log", xlabel="L (ξ = L/4)")
         ax.set_xticks(Ls, labels=[str(L) for L in Ls])
         ax.minorticks_off()
@@ -186,7 +215,7 @@ def main():
         print(f"{m}: z = {paren(f['z'], f['z_err'])}, c = {f['c']:.3g}, "
               f"chi2/dof = {f['chi2']:.1f}/{f['dof']}, L = {f['L']}")
     print("\nbreak-even: a sampler beats HMC (FA-HMC) per independent sample in seconds when its cost per")
-    print("trajectory is below τ_HMC/τ (τ_FA/τ) times HMC's (FA-HMC's); measured s/traj ratio beside it")
+    print("trajectory is below τ_HMC/τ (τ_FA/τ) times HMC's (FA-HMC's); the benchmarked cost ratio beside it")
     for r in rs:
         ref = {m: next((q for q in rs if q["L"] == r["L"] and q["method"] == m), None) for m in ("HMC", "FA-HMC")}
         if r["method"] in ref or not r["reliable"]:
@@ -195,7 +224,8 @@ def main():
         for m, q in ref.items():
             if q is not None:
                 v, e = ratio(q["tau"], q["tau_err"], r["tau"], r["tau_err"])
-                parts.append(f"τ_{m}/τ = {paren(v, e)}, s/traj ÷ {m}'s = {r['s_traj'] / q['s_traj']:.1f}")
+                parts.append(f"τ_{m}/τ = {paren(v, e)}, cost/traj ÷ {m}'s = {r['cost_ratio'] / q['cost_ratio']:.2f} "
+                             f"(benchmark; the jobs' own s/traj: {r['s_traj'] / q['s_traj']:.1f})")
         print(f"L = {r['L']} {r['method']}: " + "; ".join(parts))
     plot(rs, fz)
 
