@@ -171,13 +171,15 @@ COMMON = ["--repeats", "2", "--target-seconds", "0.3", "--therm", "5"]
 def bench_parts(tiny: bool) -> list[tuple[str, str, list[str], float]]:
     """(part, script, arguments, time limit in s), most valuable first. GPU: L = 16 … 256 at 1024
     chains (float64 HMC and FHMC, + training at L = 40); HMC float64/float32 at 1024 and 4096 chains;
-    FHMC float64 and mixed (float32 conditioners) at 64 … 4096 chains; k = 5, 7; L = 256 × 4096."""
+    HMC, FA-HMC and FHMC towers of depth 1, 2 at L = 16, 32, 64 (benchmarks/multilevel_cost.py); FHMC
+    float64 and mixed (float32 conditioners) at 64 … 4096 chains; k = 5, 7; L = 256 × 4096."""
     if tiny:
         t = ["--repeats", "1", "--target-seconds", "0.05", "--therm", "2"]
         return [("vs_L", "fhmc.py", ["--L", "8", "--k", "3", "--chains", "2", "--variants", "exact",
                                      "--train-steps", "3", "--train-L", "8", "--train-batch", "16", *t], 240),
                 ("hmc_dtypes", "hmc.py", ["--L", "8", "--chains", "2", "--dtypes", "float64", "float32",
                                           "--backends", "jax", *t], 120),
+                ("multilevel", "multilevel_cost.py", ["--L", "4", "--depths", "1", "2", "--chains", "2", *t], 240),
                 ("vs_k", "fhmc.py", ["--L", "8", "--k", "5", "--chains", "2", "--variants", "mixed",
                                      "--train-steps", "0", *t], 240)]
     return [
@@ -186,6 +188,10 @@ def bench_parts(tiny: bool) -> list[tuple[str, str, list[str], float]]:
                              *COMMON], 90),
         ("hmc_dtypes", "hmc.py", ["--L", "64", "256", "--chains", "1024", "4096", "--dtypes", "float64", "float32",
                                   "--backends", "jax", *COMMON], 40),
+        # issue 15's GPU extrapolation: HMC, FA-HMC and FHMC towers of depth 1, 2 per trajectory, side by side
+        # (experiments/multilevel/analyze.py --bench a_bench_multilevel.json combines them with the CPU τ's)
+        ("multilevel", "multilevel_cost.py", ["--L", "16", "32", "64", "--depths", "1", "2", "--chains", "1024",
+                                              *COMMON], 60),
         ("vs_chains", "fhmc.py", ["--L", "64", "--k", "3", "--chains", "64", "256", "4096", "--variants", "exact",
                                   "mixed", "--train-steps", "0", *COMMON], 60),
         ("vs_k", "fhmc.py", ["--L", "64", "--k", "5", "7", "--chains", "1024", "--variants", "exact", "mixed",

@@ -1,6 +1,9 @@
 """Issue 15 §3, where does a flow win: tables, z fits and plots from experiments/multilevel/runs.
 
     python experiments/multilevel/analyze.py   # table.md, table.csv, fits.json, tau_cost_vs_L.png
+    python experiments/multilevel/analyze.py --bench FILE   # the break-even lines with another machine's
+        # cost ratios (FILE: benchmarks/multilevel_cost.py's JSON, or a run_all report holding one as a
+        # part, e.g. the GPU run's a_bench_multilevel.json); prints only, writes nothing
 
 Every run block of every runs/<job>/results.json is one row. The method of a row is read from
 the run itself: `hmc` with sampler.fourier_mass set is FA-HMC; FHMC rows are named by their
@@ -12,6 +15,7 @@ benchmarks/multilevel_cost.py: all samplers timed side by side, so r does not de
 else loaded the machine while each job ran).
 """
 
+import argparse
 import csv
 import json
 import re
@@ -30,11 +34,15 @@ FAMILIES = {"FHMC ML to 2² (N = log2 L − 1)": 1, "FHMC ML to 4² (N = log2 L 
 BENCH = HERE / "cost_benchmark.json"
 
 
-def bench_ratios():
-    """{(benchmark sampler, L): cost per trajectory relative to HMC} from cost_benchmark.json."""
-    if not BENCH.is_file():
+def bench_ratios(path=BENCH):
+    """{(benchmark sampler, L): cost per trajectory relative to HMC} from a multilevel_cost.py JSON
+    (or a run_all report with such a part); {} if there is none."""
+    if not Path(path).is_file():
         return {}
-    return {(p["sampler"], p["L"]): p["cost_ratio"] for p in json.loads(BENCH.read_text())["points"]}
+    report = json.loads(Path(path).read_text())
+    results = [part["result"] for part in report["parts"].values()] if "parts" in report else [report]
+    return {(p["sampler"], p["L"]): p["cost_ratio"] for res in results if res.get("benchmark") == "multilevel_cost"
+            for p in res["points"]}
 
 
 def bench_name(r):
@@ -86,7 +94,7 @@ def flags(warnings):
     return out
 
 
-def rows():
+def rows(bench_path=BENCH):
     out = []
     for path in sorted(HERE.glob("runs/*/results.json")):
         results = json.loads(path.read_text())
@@ -114,7 +122,7 @@ def rows():
                 "warnings": " | ".join(b.get("warnings", [])),
             })
     out.sort(key=lambda r: (r["L"], ORDER.index(r["method"]) if r["method"] in ORDER else 99))
-    bench = bench_ratios()
+    bench = bench_ratios(bench_path)
     for r in out:
         r["cost_ratio"] = bench.get((bench_name(r), r["L"]), float("nan"))
         r["hmc_traj"], r["hmc_traj_err"] = 2 * r["tau"] * r["cost_ratio"], 2 * r["tau_err"] * r["cost_ratio"]
@@ -201,19 +209,7 @@ def plot(rs, fz):
     fig.savefig(HERE / "tau_cost_vs_L.png", dpi=110)
 
 
-def main():
-    rs = rows()
-    (HERE / "table.md").write_text(table(rs))
-    with open(HERE / "table.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rs[0]))
-        w.writeheader()
-        w.writerows(rs)
-    fz = fits(rs)
-    (HERE / "fits.json").write_text(json.dumps(fz, indent=1) + "\n")
-    print(table(rs))
-    for m, f in fz.items():
-        print(f"{m}: z = {paren(f['z'], f['z_err'])}, c = {f['c']:.3g}, "
-              f"chi2/dof = {f['chi2']:.1f}/{f['dof']}, L = {f['L']}")
+def break_even(rs):
     print("\nbreak-even: a sampler beats HMC (FA-HMC) per independent sample in seconds when its cost per")
     print("trajectory is below τ_HMC/τ (τ_FA/τ) times HMC's (FA-HMC's); the benchmarked cost ratio beside it")
     for r in rs:
@@ -227,6 +223,38 @@ def main():
                 parts.append(f"τ_{m}/τ = {paren(v, e)}, cost/traj ÷ {m}'s = {r['cost_ratio'] / q['cost_ratio']:.2f} "
                              f"(benchmark; the jobs' own s/traj: {r['s_traj'] / q['s_traj']:.1f})")
         print(f"L = {r['L']} {r['method']}: " + "; ".join(parts))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bench", type=Path, default=None,
+                      help="cost ratios from this benchmark JSON instead of cost_benchmark.json; print only")
+    args = parser.parse_args(argv)
+    if args.bench is not None:
+        if not bench_ratios(args.bench):
+            raise SystemExit(f"--bench {args.bench}: no multilevel_cost benchmark in it")
+        rs = rows(args.bench)
+        print(f"cost ratios from {args.bench}: " + json.dumps({f"{k[0]}@L{k[1]}": round(v, 3)
+                                                                for k, v in bench_ratios(args.bench).items()}))
+        for r in rs:
+            print(f"L = {r['L']} {r['method']}: τ = {paren(r['tau'], r['tau_err'])}, "
+                  f"cost/traj {r['cost_ratio']:.2f}× HMC, "
+                  f"{paren(r['hmc_traj'], r['hmc_traj_err'])} HMC trajectories per independent sample")
+        break_even(rs)
+        return
+    rs = rows()
+    (HERE / "table.md").write_text(table(rs))
+    with open(HERE / "table.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rs[0]))
+        w.writeheader()
+        w.writerows(rs)
+    fz = fits(rs)
+    (HERE / "fits.json").write_text(json.dumps(fz, indent=1) + "\n")
+    print(table(rs))
+    for m, f in fz.items():
+        print(f"{m}: z = {paren(f['z'], f['z_err'])}, c = {f['c']:.3g}, "
+              f"chi2/dof = {f['chi2']:.1f}/{f['dof']}, L = {f['L']}")
+    break_even(rs)
     plot(rs, fz)
 
 
