@@ -41,7 +41,6 @@ See benchmarks/README.md for the options and the JSON fields.
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import json
 import os
@@ -425,12 +424,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     jax = hb.setup_jax(args)
     t_start = time.perf_counter()
-    report = {
-        "benchmark": "fhmc",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": hb.machine_info(jax, args),
-    }
+    report = hb.report_header("fhmc", jax, args)
     extra = "profile" if args.profile else "accuracy" if args.accuracy else None
     if extra:
         report[extra] = (run_profile if args.profile else run_accuracy)(jax, args)

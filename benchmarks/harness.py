@@ -8,11 +8,13 @@ summary row of one timed point (:func:`summarise`), the machine description and 
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -211,6 +213,16 @@ def machine_info(jax, args) -> dict:
         "XLA_FLAGS": os.environ.get("XLA_FLAGS"),
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
         "loadavg_start": os.getloadavg(),
+    }
+
+
+def report_header(benchmark: str, jax, args) -> dict:
+    """The keys every benchmark JSON starts with: its name, when, the command and the machine."""
+    return {
+        "benchmark": benchmark,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine_info(jax, args),
     }
 
 

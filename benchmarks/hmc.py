@@ -28,7 +28,6 @@ See benchmarks/README.md for every option and for the meaning of the JSON fields
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
@@ -46,7 +45,7 @@ from harness import (  # benchmarks/harness.py, beside this script (the script's
     beta_for,
     cpu_fraction,
     json_default,
-    machine_info,
+    report_header,
     setup_jax,
     summarise,
     timed_rounds,
@@ -552,12 +551,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     jax = setup_jax(args)
     t_start = time.perf_counter()
-    report = {
-        "benchmark": "hmc",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine_info(jax, args),
-    }
+    report = report_header("hmc", jax, args)
     if args.check:
         report["check"] = run_check(jax, args)
         out = args.out.with_name(args.out.stem + "_check.json")

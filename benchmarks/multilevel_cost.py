@@ -29,7 +29,6 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
 import time
@@ -135,10 +134,7 @@ def main(argv=None) -> int:
     jax = hb.setup_jax(args)
     t_start = time.perf_counter()
     report = {
-        "benchmark": "multilevel_cost",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": hb.machine_info(jax, args),
+        **hb.report_header("multilevel_cost", jax, args),
         "settings": {
             "chains": args.chains, "num_steps": args.num_steps, "traj_length": 1.0, "lam": args.lam,
             "beta": "line of constant physics (benchmarks/harness.py beta_for)", "depths": args.depths,
