@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from trivflow.analysis import (
     GammaResult,
+    Primaries,
     autocovariance,
     bin_series,
     binned_error,
@@ -322,6 +323,28 @@ def test_derived_input_forms_and_identity(ar_cache):
     assert lin.window == direct.window
     # f returning numpy scalars / 0-d arrays is fine
     assert derived(lambda m: np.asarray(m[0] ** 2), [y]).mean == pytest.approx(y.mean() ** 2)
+
+
+def test_derived_of_shared_primaries(ar_cache):
+    """Primaries prepared once serve several derived quantities with the same numbers, bit for bit,
+    as passing the data each time; F depending on some of them only has the error of the linear
+    combination of those, computed directly; F depending on none is exact."""
+    x = ar_cache(0.9, 4, 5000, 42)
+    y = 3.0 + 0.5 * ar_cache(0.5, 4, 5000, 43)
+    z = 1.0 + ar_cache(0.7, 4, 5000, 44)
+    prim = Primaries([x, y, z])
+    fs = [lambda m: m[0] * m[2], lambda m: 2 * m[1] - 3 * m[2], lambda m: m[1] / m[2] - m[0] ** 2]
+    for f in fs:
+        shared, each = derived(f, prim), derived(f, [x, y, z])
+        for field in dataclasses.fields(GammaResult):
+            np.testing.assert_array_equal(getattr(shared, field.name), getattr(each, field.name), err_msg=field.name)
+    lin = derived(lambda m: 2 * m[1] - 3 * m[2], prim)
+    direct = gamma_method(2 * y - 3 * z)
+    assert math.isclose(lin.err, direct.err, rel_tol=1e-8) and lin.window == direct.window
+    # a function of none of them is exact
+    const = derived(lambda m: 1.5, prim)
+    assert const.mean == 1.5 and const.err == 0.0
+    np.testing.assert_array_equal(prim.means, np.stack([x, y, z]).mean(axis=(1, 2)))
 
 
 def test_derived_tiny_and_zero_means():
