@@ -32,6 +32,7 @@ def test_run_all_part_with_and_without_device_memory(tmp_path, device_memory):
     assert ("device_memory" in part) == device_memory
 
 
+@pytest.mark.slow  # six compiled samplers: ~25 s on 2 shared cores
 def test_multilevel_cost_benchmark_runs_every_sampler(tmp_path):
     """benchmarks/multilevel_cost.py times HMC, FA-HMC and FHMC towers of each depth side by side and
     writes each one's cost per trajectory relative to HMC (experiments/multilevel/analyze.py reads it)."""
