@@ -34,7 +34,7 @@ if [ "${STAGE:-all}" = all ]; then  # STAGE=L32: only the L = 32 jobs (and the r
 fi
 # L = 32 (lattice=L32: β = 0.6609, tuned to ξ = 8 by experiments/tune_beta), one sampler per job, each
 # long enough for δτ/τ ≲ 8 % where the chains mix; the towers of depth 3, 4 (which did not mix in 6000
-# trajectories at β = 0.66) get 20000, what the time allowed; two queues side by side when QUEUE is
+# trajectories at β = 0.66) get 12000, what the time allowed; two queues side by side when QUEUE is
 # unset (QUEUE=a or b runs one).
 L32="lattice=L32"
 F32="$L32 sampler.num_chains=64 sampler.num_traj=40000 sampler.num_therm=800"
@@ -42,13 +42,13 @@ queue_a() {
   run hmc_L32 $HMC $L32 sampler.num_traj=100000
   run fa_L32 $HMC $L32 sampler.fourier_mass=0.0103 sampler.num_traj=40000
   run ml1_L32 $ML $F32 prior.levels=1 'baselines=[]'
-  run ml3_L32 $ML $F32 prior.levels=3 'baselines=[]' sampler.num_traj=20000
+  run ml3_L32 $ML $F32 prior.levels=3 'baselines=[]' sampler.num_traj=12000
 }
 queue_b() {
   run gauss_L32 sampler=fhmc prior=gaussian sampler.adapt_step_size=true sampler.target_accept=0.8 $F32
   run ml2_L32 $ML $F32 prior.levels=2 'baselines=[]'
   run ml4_L32 $ML $F32 prior.levels=4 'prior.betas=[null,null,null,0.3]' 'baselines=[]' \
-    sampler.num_traj=20000  # the deepest tower (coarsest 2²)
+    sampler.num_traj=12000  # the deepest tower (coarsest 2²)
 }
 case "${QUEUE:-both}" in
   a) queue_a ;;
