@@ -21,7 +21,8 @@
 # of the fixed-physical-volume line β = L²/32 of `experiments/u1_topology`, where HMC still
 # mixes), few FHMC trajectories and a short training; every number below comes from that run.
 # At these sizes τ_int(Q) of FHMC has a large error. `TRIVFLOW_DOCS_SMALL=0` runs L = 12 at
-# β = 4.5 with the training and run sizes of the record (about an hour on a 2-core CPU).
+# β = 4.5 with the training sizes and step size of the record's flow run there (not run for this
+# page; by the record's timings about half an hour on a 2-core CPU).
 
 # %%
 import os
