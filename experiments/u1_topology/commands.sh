@@ -60,6 +60,14 @@ if [ "${FHMC:-0}" = 1 ]; then
     flow.checkpoint=$RUNS/fhmc_L8 progress=false hydra.run.dir=$RUNS/fhmc-reuse8_L16
   keep $RUNS/fhmc-reuse8_L16 fhmc-reuse8_L16
 fi
+if [ "${HMC14:-0}" = 1 ]; then
+  # L = 14, beta = 6.125 (added for the fit of tau_int(Q) vs beta): HMC, 8 chains x 40000 trajectories
+  # (tau_int(Q) ~ 10^3 expected there from the fit over beta = 2 ... 4.5: 4000 would not resolve it)
+  nice -n 19 $PY -m trivflow.run experiment=u1_topology sampler=hmc 'baselines=[]' lattice.L=14 lattice.beta=6.125 \
+    sampler.num_chains=8 sampler.num_traj=40000 sampler.num_therm=2000 sampler.num_steps=20 \
+    progress=false quiet=true hydra.run.dir=$RUNS/hmc_L14
+  keep $RUNS/hmc_L14 hmc_L14
+fi
 if [ "${FLOW4:-0}" = 1 ]; then
   # L = 4, beta = 0.5 (the smallest L the gauge flow takes): train (500 steps, batch 32) and FHMC,
   # 16 x 800 trajectories of length 1 in 20 steps; then independence MH with that flow
