@@ -3,6 +3,7 @@
 # HMC at every point: bash experiments/u1_topology/commands.sh (PY=/path/to/python RUNS=<scratch dir>);
 # HMC_POINTS="L:beta ..." runs a subset (the L = 10 and L = 4 points were added later, with
 # HMC_POINTS="10:3.125" and HMC_POINTS="4:0.5").
+# HMC14=1: HMC at L = 14, beta = 6.125 with 8 x 40000 trajectories (for the fit of tau_int(Q) vs beta).
 # The gauge flow needs L a multiple of 4 (its plaquette masks have period 4): at L = 10 only HMC runs;
 # the flow samplers' third point is L = 4, beta = 0.5 (FLOW4=1, below).
 # FHMC=1 adds the flow samplers at L = 8 and 12 (~1 h on a shared 2-core CPU):
