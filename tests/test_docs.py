@@ -116,7 +116,7 @@ def test_api_pages_cover_every_public_module():
 def test_tutorials_are_notebooks():
     jupytext = pytest.importorskip("jupytext")
     tutorials = sorted((DOCS / "tutorials").glob("*.py"))
-    assert len(tutorials) == 5
+    assert len(tutorials) == 6
     for path in tutorials:
         nb = jupytext.read(path)
         assert nb.metadata["kernelspec"]["language"] == "python"

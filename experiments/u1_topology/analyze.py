@@ -9,18 +9,46 @@ and seconds per independent sample with the flow's training amortised over this 
 
     python experiments/u1_topology/analyze.py experiments/u1_topology/runs > experiments/u1_topology/table.md
 
-Methods (directory prefixes): hmc, fhmc (flow trained at that point), fhmc-reuse8 (the L = 8 flow
-reused at larger L, flow.checkpoint), imh (independence MH with the flow trained at that point).
+Methods (directory prefixes): hmc, fhmc (flow trained at that point), fhmc-reuse4 and fhmc-reuse8
+(the L = 4 or L = 8 flow reused at larger L, flow.checkpoint), imh (independence MH with the flow
+trained at that point).
+
+Fits (fits.json beside this file, and a table at the end of the Markdown): the growth of τ_int(Q)
+with β per method, over the points whose results.json says ``diagnostics.reliable`` (R-hat(Q) ≤ 1.1
+and an automatic Γ-method window; the others are listed as excluded, with their R-hat). The series
+fhmc-reuse<L0> also holds the fhmc run at L0 (the same flow at the point it was trained at). Two
+models, each a weighted linear least-squares fit of log τ with σ = δτ/τ
+(:func:`trivflow.report.fit_z`, parameter errors from the fit covariance, not rescaled by χ²/dof):
+
+* exponential, τ = a e^{cβ} (log τ linear in β: fit_z with ξ = e^β): a change of Q on the lattice
+  passes a plaquette through θ_P = ±π, whose Wilson action is ≈ 2β above the vacuum's, so a
+  tunnelling rate ∝ e^{−(barrier ∝ β)} is expected — the primary model;
+* power law, τ = b β^p (fit_z with ξ = β), i.e. τ ∝ a_lat^{−2p} at fixed physical volume, the
+  critical-slowing-down form, for comparison: χ² says which of the two the points prefer (with
+  two points both go through them, dof = 0, and nothing is tested).
+
+Each series is fitted twice where that differs: over all its reliable points, and over those with
+β ≥ BETA_MIN = 2 (L ≥ 8). The second was added after the first fit of HMC over β = 0.5 … 4.5 gave
+χ²/dof = 6.3: at β = 0.5 (L = 4) τ_int(Q) ≈ 0.7 is at its floor of 1/2 (Q nearly independent from
+one trajectory to the next), where no barrier limits tunnelling and e^{cβ} is not expected to hold.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from trivflow.formatting import paren
+from trivflow.report import fit_z
+
 HERE = Path(__file__).parent
-ORDER = ["hmc", "fhmc", "fhmc-reuse8", "imh"]
+#: the second fit of each series keeps β ≥ BETA_MIN (module docstring)
+BETA_MIN = 2.0
+ORDER = ["hmc", "fhmc", "fhmc-reuse4", "fhmc-reuse8", "imh"]
 
 
 def rows(runs_dir: Path):
@@ -69,7 +97,7 @@ def main(runs_dir: str) -> None:
           "plaquette | exact | dev. | chains × traj | evals / indep. Q | s / indep. Q | s / indep. Q incl. training |"
           " warnings |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    points = {}
+    points, series = {}, {}
     for lat, label, b, sampler_cfg in rows(Path(runs_dir)):
         o, t, ex = b["observables"], b["tau_int"], b["exact"]
         evals, secs, amort = cost_cells(b, sampler_cfg)
@@ -79,18 +107,82 @@ def main(runs_dir: str) -> None:
               f"{b['num_chains']} × {b['num_traj']} | {evals} | {secs} | {amort} | {len(b.get('warnings', []))} |")
         if t["Q"][0] is not None:
             points.setdefault(label, []).append((lat["beta"], t["Q"][0], t["Q"][1] or 0.0, b["num_traj"]))
+            series.setdefault(label, []).append(fit_point(lat, b))
     print("\n\\* derived from τ_int(Q), sampler.num_steps and traj_per_second (record without a cost block); "
           "seconds are wall time on a shared 2-core CPU.")
-    plot(points)
+    for label in list(series):  # fhmc-reuse<L0>: the flow at its own point is the fhmc run at L0
+        m = re.match(r"fhmc-reuse(\d+):(.*)", label)
+        if m:
+            own = [p for p in series.get(f"fhmc:{m.group(2)}", []) if p["L"] == int(m.group(1))]
+            series[label] = sorted(own + series[label], key=lambda p: p["beta"])
+    fits = {}
+    for label, pts in series.items():
+        fits[label] = fit_growth(pts)
+        asym = [p for p in pts if p["beta"] >= BETA_MIN]
+        if len(asym) < len(pts) and len([p for p in asym if p["reliable"]]) >= 2:
+            fits[f"{label}, β ≥ {BETA_MIN:g}"] = fit_growth(asym)
+    (HERE / "fits.json").write_text(json.dumps(fits, indent=2) + "\n")
+    print_fits(fits)
+    plot(points, fits)
 
 
-def plot(points) -> None:
+def fit_point(lat, b) -> dict:
+    """One point of a series: (L, β, τ_int(Q), δτ) and whether its run says it is reliable."""
+    d = b.get("diagnostics") or {}
+    return {"L": lat["L"], "beta": lat["beta"], "tau": b["tau_int"]["Q"][0], "tau_err": b["tau_int"]["Q"][1],
+            "reliable": bool(d.get("reliable")), "rhat_Q": (d.get("rhat") or {}).get("Q")}
+
+
+def fit_growth(pts: list[dict]) -> dict:
+    """The exponential and power-law fits (module docstring) of the reliable points of one series."""
+    used = [p for p in pts if p["reliable"] and p["tau_err"]]
+    out = {"points": used, "excluded": [p for p in pts if p not in used]}
+    if len({p["beta"] for p in used}) < 2:
+        out["note"] = f"{len(used)} reliable point(s): no fit"
+        return out
+    beta = np.array([p["beta"] for p in used])
+    tau, dtau = np.array([p["tau"] for p in used]), np.array([p["tau_err"] for p in used])
+    e = fit_z(np.exp(beta), np.zeros_like(beta), tau, dtau)  # log τ = log a + c β
+    w = fit_z(beta, np.zeros_like(beta), tau, dtau)  # log τ = log b + p log β
+    out["exponential"] = {"model": "tau = a exp(c beta)", "c": e.z, "c_err": e.z_err, "log_a": e.log_c,
+                          "log_a_err": e.log_c_err, "chi2": e.chi2, "dof": e.dof}
+    out["power"] = {"model": "tau = b beta^p", "p": w.z, "p_err": w.z_err, "log_b": w.log_c,
+                    "log_b_err": w.log_c_err, "chi2": w.chi2, "dof": w.dof}
+    if e.dof == 0:
+        out["note"] = "two points: no dof (the fit goes through both; nothing is tested)"
+    return out
+
+
+def chi2_cell(f) -> str:
+    return "— (two points: no dof)" if f["dof"] == 0 else f"{f['chi2']:.2f}/{f['dof']} = {f['chi2'] / f['dof']:.2f}"
+
+
+def print_fits(fits: dict) -> None:
+    print("\n## Growth of τ_int(Q) with β (fits.json)\n")
+    print("Reliable points only (results.json `diagnostics.reliable`); weighted least squares of log τ.\n")
+    print("| method:sampler | points (L: τ_int(Q)) | excluded (L: R-hat(Q)) | τ = a e^{cβ}: c | a | χ²/dof "
+          "| τ = b β^p: p | χ²/dof |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, f in sorted(fits.items(), key=lambda kv: ((ORDER + [kv[0]]).index(kv[0].split(":")[0]), kv[0])):
+        pts = ", ".join(f"{p['L']}: {paren(p['tau'], p['tau_err'])}" for p in f["points"]) or "none"
+        exc = ", ".join(f"{p['L']}: {p['rhat_Q']:.2f}" for p in f["excluded"]) or "none"
+        e, w = f.get("exponential"), f.get("power")
+        if e is None:
+            print(f"| {label} | {pts} | {exc} | {f['note']} | | | | |")
+            continue
+        a = np.exp(e["log_a"])
+        print(f"| {label} | {pts} | {exc} | {paren(e['c'], e['c_err'])} | {paren(a, a * e['log_a_err'])} | "
+              f"{chi2_cell(e)} | {paren(w['p'], w['p_err'])} | {chi2_cell(w)} |")
+
+
+def plot(points, fits) -> None:
     """tau_int(Q) vs beta per method (log scale); a point whose tau exceeds num_traj/20 is drawn
     as an open triangle without error bar and not joined to the others (no reliable window: a
-    lower bound at best, its Γ-method error meaningless)."""
+    lower bound at best, its Γ-method error meaningless). The exponential fit of a method
+    (:func:`fit_growth`) is a dashed line over the β range of its points."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.5, 4))
+    fig = Figure(figsize=(6.5, 4.5))
     ax = fig.add_subplot()
     for i, (label, pts) in enumerate(sorted(points.items(), key=lambda kv: kv[0])):
         pts.sort()
@@ -101,11 +193,20 @@ def plot(points) -> None:
                     capsize=3, color=color, label=label)
         if bound:
             ax.plot([p[0] for p in bound], [p[1] for p in bound], "^", mfc="white", color=color, zorder=5)
+        for name, style in [(label, "--"), (f"{label}, β ≥ {BETA_MIN:g}", ":")]:
+            e = fits.get(name, {}).get("exponential")
+            if e is None:
+                continue
+            b = np.linspace(min(p["beta"] for p in fits[name]["points"]),
+                            max(p["beta"] for p in fits[name]["points"]), 50)
+            where = "" if name == label else f", β ≥ {BETA_MIN:g}"
+            ax.plot(b, np.exp(e["log_a"] + e["c"] * b), style, color=color, lw=1,
+                    label=f"a·e^(cβ){where}: c = {paren(e['c'], e['c_err'])}")
     ax.set_yscale("log")
     ax.set_xlabel("β  (L = √(32 β))")
     ax.set_ylabel("τ_int(Q)  [trajectories / IMH steps]")
     ax.set_title("2D U(1), β = L²/32 (open △: τ > num_traj/20, a lower bound at best)", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(HERE / "tau_q_vs_beta.png", dpi=120)
 

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Topology freezing in 2D U(1) at fixed physical volume beta = L^2/32 (issue 16).
-# HMC at every point: bash experiments/u1_topology/commands.sh (PY=/path/to/python RUNS=<scratch dir>).
-# FHMC=1 adds the flow samplers at L = 8 and 12 (what this record holds; ~1 h on a shared 2-core CPU):
+# HMC at every point: bash experiments/u1_topology/commands.sh (PY=/path/to/python RUNS=<scratch dir>);
+# HMC_POINTS="L:beta ..." runs a subset (the L = 10 and L = 4 points were added later, with
+# HMC_POINTS="10:3.125" and HMC_POINTS="4:0.5").
+# HMC14=1: HMC at L = 14, beta = 6.125 with 8 x 40000 trajectories (for the fit of tau_int(Q) vs beta).
+# The gauge flow needs L a multiple of 4 (its plaquette masks have period 4): at L = 10 only HMC runs;
+# the flow samplers' third point is L = 4, beta = 0.5 (FLOW4=1, below).
+# FHMC=1 adds the flow samplers at L = 8 and 12 (~1 h on a shared 2-core CPU):
 #   fhmc_L<L>        FHMC with a gauge flow (bounded NCPs, flow=u1_equivariant defaults) trained at that point
 #   imh_L<L>         independence MH with that same flow (flow.checkpoint)
 #   fhmc-reuse8_L12  FHMC at L = 12 with the flow trained at L = 8 (flow.checkpoint)
@@ -16,8 +21,8 @@ keep() {  # keep() <run dir> <name>: the record of a run in runs/<name>
   cp $1/results.json $HERE/runs/$2/; cp $1/.hydra/overrides.yaml $HERE/runs/$2/.hydra/
 }
 if [ "${HMC:-1}" = 1 ]; then
-  for point in "8 2.0" "12 4.5" "16 8.0" "20 12.5" "24 18.0"; do
-    set -- $point
+  for point in ${HMC_POINTS:-4:0.5 8:2.0 10:3.125 12:4.5 16:8.0 20:12.5 24:18.0}; do
+    set -- ${point%%:*} ${point#*:}
     nice -n 10 $PY -m trivflow.run experiment=u1_topology sampler=hmc 'baselines=[]' lattice.L=$1 lattice.beta=$2 \
       sampler.num_chains=16 sampler.num_traj=4000 sampler.num_therm=200 sampler.num_steps=20 \
       progress=false quiet=true hydra.run.dir=$RUNS/hmc_L$1
@@ -55,5 +60,35 @@ if [ "${FHMC:-0}" = 1 ]; then
     sampler.num_chains=16 sampler.num_traj=200 sampler.num_therm=40 sampler.num_steps=25 \
     flow.checkpoint=$RUNS/fhmc_L8 progress=false hydra.run.dir=$RUNS/fhmc-reuse8_L16
   keep $RUNS/fhmc-reuse8_L16 fhmc-reuse8_L16
+fi
+if [ "${HMC14:-0}" = 1 ]; then
+  # L = 14, beta = 6.125 (added for the fit of tau_int(Q) vs beta): HMC, 8 chains x 40000 trajectories
+  # (tau_int(Q) ~ 10^3 expected there from the fit over beta = 2 ... 4.5: 4000 would not resolve it)
+  nice -n 19 $PY -m trivflow.run experiment=u1_topology sampler=hmc 'baselines=[]' lattice.L=14 lattice.beta=6.125 \
+    sampler.num_chains=8 sampler.num_traj=40000 sampler.num_therm=2000 sampler.num_steps=20 \
+    progress=false quiet=true hydra.run.dir=$RUNS/hmc_L14
+  keep $RUNS/hmc_L14 hmc_L14
+fi
+if [ "${FLOW4:-0}" = 1 ]; then
+  # L = 4, beta = 0.5 (the smallest L the gauge flow takes): train (500 steps, batch 32) and FHMC,
+  # 16 x 800 trajectories of length 1 in 20 steps; then independence MH with that flow
+  nice -n 19 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=4 lattice.beta=0.5 \
+    sampler.num_chains=16 sampler.num_traj=800 sampler.num_therm=100 sampler.num_steps=20 \
+    train.steps=500 train.batch_size=32 progress=false quiet=true hydra.run.dir=$RUNS/fhmc_L4
+  keep $RUNS/fhmc_L4 fhmc_L4
+  nice -n 19 $PY -m trivflow.run experiment=u1_topology sampler=imh 'baselines=[]' lattice.L=4 lattice.beta=0.5 \
+    sampler.num_chains=16 sampler.num_traj=4000 sampler.num_therm=200 flow.checkpoint=$RUNS/fhmc_L4 \
+    progress=false quiet=true hydra.run.dir=$RUNS/imh_L4
+  keep $RUNS/imh_L4 imh_L4
+  # the L = 4 flow (the smallest L) reused at L = 8, beta = 2 (16 x 400) and L = 12, beta = 4.5 (16 x 200),
+  # FHMC with trajectories of length 1 in 20 steps
+  nice -n 19 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=8 lattice.beta=2.0 \
+    sampler.num_chains=16 sampler.num_traj=400 sampler.num_therm=50 sampler.num_steps=20 \
+    flow.checkpoint=$RUNS/fhmc_L4 progress=false quiet=true hydra.run.dir=$RUNS/fhmc-reuse4_L8
+  keep $RUNS/fhmc-reuse4_L8 fhmc-reuse4_L8
+  nice -n 19 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=12 lattice.beta=4.5 \
+    sampler.num_chains=16 sampler.num_traj=200 sampler.num_therm=50 sampler.num_steps=20 \
+    flow.checkpoint=$RUNS/fhmc_L4 progress=false quiet=true hydra.run.dir=$RUNS/fhmc-reuse4_L12
+  keep $RUNS/fhmc-reuse4_L12 fhmc-reuse4_L12
 fi
 $PY $HERE/analyze.py $HERE/runs > $HERE/table.md
