@@ -345,6 +345,8 @@ def test_derived_of_shared_primaries(ar_cache):
     const = derived(lambda m: 1.5, prim)
     assert const.mean == 1.5 and const.err == 0.0
     np.testing.assert_array_equal(prim.means, np.stack([x, y, z]).mean(axis=(1, 2)))
+    with pytest.raises(ValueError, match="read-only"):  # shared by every call: a caller cannot corrupt it
+        prim.means[0] = 0.0
 
 
 def test_derived_tiny_and_zero_means():

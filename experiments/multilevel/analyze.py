@@ -231,6 +231,8 @@ def main(argv=None):
                       help="cost ratios from this benchmark JSON instead of cost_benchmark.json; print only")
     args = parser.parse_args(argv)
     if args.bench is not None:
+        if not args.bench.is_file():
+            raise SystemExit(f"--bench {args.bench}: no such file")
         if not bench_ratios(args.bench):
             raise SystemExit(f"--bench {args.bench}: no multilevel_cost benchmark in it")
         rs = rows(args.bench)

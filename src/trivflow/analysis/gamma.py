@@ -476,6 +476,8 @@ class Primaries:
         self.max_abs = np.max(np.abs(stack), axis=(1, 2))
         stack -= self.means[:, None, None]
         self.centred = stack
+        for a in (self.means, self.stderr, self.max_abs, self.centred):  # shared by every derived call
+            a.setflags(write=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:
