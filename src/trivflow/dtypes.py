@@ -14,6 +14,9 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from .errors import must_be
 
 __all__ = ["Float32Default", "default_float"]
 
@@ -33,3 +36,22 @@ def default_float(what: str):
         "computation, or pass dtype=jnp.float32 to choose float32 deliberately.",
         Float32Default, stacklevel=3)
     return jnp.float32
+
+
+#: Accepted values of ``compute_dtype`` (None: compute in the dtype of the field).
+COMPUTE_DTYPES = (None, "float32", "float64")
+
+
+def canonical_compute_dtype(compute_dtype) -> str | None:
+    """``None``, or the name in :data:`COMPUTE_DTYPES` of ``compute_dtype`` given as that name
+    (``"float32"``) or as the dtype itself (``jnp.float32``, ``np.dtype("float32")``);
+    ``ValueError`` naming the value otherwise."""
+    if compute_dtype is None or isinstance(compute_dtype, str):
+        name = compute_dtype
+    elif isinstance(compute_dtype, (type, np.dtype)):  # a scalar type or dtype (any other type: 'object')
+        name = np.dtype(compute_dtype).name
+    else:
+        name = ""
+    if name not in COMPUTE_DTYPES:
+        raise must_be("compute_dtype", compute_dtype, f"one of {list(COMPUTE_DTYPES)}")
+    return name

@@ -456,7 +456,7 @@ def _stored_family(path: Path) -> str | None:
 
 
 def _validate_flow(c, theory: Phi4Theory) -> None:
-    from ..flows.api import FlowConfig
+    from ..flows.config import FlowConfig
 
     family = flow_family(theory)
     if family is not None:

@@ -204,7 +204,6 @@ def prepare_flow(plan: FlowPlan, cfg, theory, out_dir: Path, *, progress: bool) 
     ``flow/coarse``, so that the finest ``flow/`` is one checkpoint of the whole tower; the training
     block gains the tower's cost (:func:`tower_cost`)."""
     from ..priors.factory import TOWER_PRIORS
-    from ..training.checkpoint import is_complete
 
     kwargs = _flow_kwargs(cfg, theory)
     if plan.checkpoint is not None:
@@ -218,6 +217,7 @@ def prepare_flow(plan: FlowPlan, cfg, theory, out_dir: Path, *, progress: bool) 
         return trained[0]
     for flow in trained:
         flow.config["prior"] = plan.prior
+    from ..training.checkpoint import is_complete  # (Flax) after the first level's prior ensemble
     # g_{j-1} ∘ … ∘ g_1 beside g_j, coarsest first, so that every flow/ loads as its sub-tower;
     # copied whole or not at all (a kill mid-copy leaves no flow/coarse, the resumed run copies it again)
     for below, above in zip(plan.levels, plan.levels[1:]):
@@ -256,10 +256,7 @@ def train_level(level: FlowTraining, cfg, theory, out_dir: Path, *, progress: bo
     stops the run (:func:`trivflow.training.check_training`)."""
     import jax
 
-    from ..flows import Flow, build_flow, split_flow
     from ..priors import make_prior
-    from ..training import check_training, evaluate_flow, save_flow, train_flow
-    from ..training.checkpoint import is_complete
 
     t, where = cfg.train, level.directory
     where.mkdir(parents=True, exist_ok=True)
@@ -267,12 +264,19 @@ def train_level(level: FlowTraining, cfg, theory, out_dir: Path, *, progress: bo
     train_theory = dataclasses.replace(theory, L=level.L, beta=level.beta)
     family = flow_family(theory)
     if family is None:  # φ⁴'s coupling flows and priors
-        flow = Flow.from_module(*split_flow(build_flow(**kwargs, dtype=field_dtype(cfg))))
+        # the prior first: a coarse prior's HMC ensemble is the job's first sampling, and it does not
+        # wait for Flax and Optax to import (docs/performance.md, seconds to the first sample)
         prior, prior_info = make_prior(level.prior, L_train=level.L, d=theory.d, lam=theory.lam, seed=cfg.seed,
                                        directory=out_dir / "priors", progress=progress)
+        from ..flows import Flow, build_flow, split_flow
+
+        flow = Flow.from_module(*split_flow(build_flow(**kwargs, dtype=field_dtype(cfg))))
     else:  # the theory's own flows (U(1): gauge-equivariant couplings from the Haar measure)
         flow = family.build(family.config(kwargs))
         prior, prior_info = family.prior(level.prior["name"], train_theory.shape), {"name": level.prior["name"]}
+    from ..training import check_training, evaluate_flow, save_flow, train_flow
+    from ..training.checkpoint import is_complete
+
     action_fn = train_theory.action_fn
     key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
     key_before, key_train, key_after = jax.random.split(key, 3)

@@ -24,10 +24,9 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from ..errors import must_be
+from ..dtypes import COMPUTE_DTYPES, canonical_compute_dtype  # noqa: F401  (COMPUTE_DTYPES: re-exported)
 from .activations import ACTIVATIONS
 from .checkerboard import (
     ALL_BLOCKS,
@@ -48,24 +47,6 @@ from .checkerboard import (
     wrap_pad,
 )
 from .pullback import forward_and_pullback, half_pullback, vjp_pullback
-
-#: Accepted values of ``compute_dtype`` (None: compute in the dtype of the field).
-COMPUTE_DTYPES = (None, "float32", "float64")
-
-
-def canonical_compute_dtype(compute_dtype) -> str | None:
-    """``None``, or the name in :data:`COMPUTE_DTYPES` of ``compute_dtype`` given as that name
-    (``"float32"``) or as the dtype itself (``jnp.float32``, ``np.dtype("float32")``);
-    ``ValueError`` naming the value otherwise."""
-    if compute_dtype is None or isinstance(compute_dtype, str):
-        name = compute_dtype
-    elif isinstance(compute_dtype, (type, np.dtype)):  # a scalar type or dtype (any other type: 'object')
-        name = np.dtype(compute_dtype).name
-    else:
-        name = ""
-    if name not in COMPUTE_DTYPES:
-        raise must_be("compute_dtype", compute_dtype, f"one of {list(COMPUTE_DTYPES)}")
-    return name
 
 
 class Conditioner(nnx.Module):
