@@ -48,3 +48,19 @@ def test_multilevel_cost_benchmark_runs_every_sampler(tmp_path):
     assert [p["depth"] for p in report["points"]] == [None, None, 1, 2]
     assert all(p["traj_per_second"] > 0 for p in report["points"])
     assert out.with_suffix(".md").read_text().startswith("| L | hmc traj/s")
+
+
+@pytest.mark.slow  # ≈ 30 s: nine programs compiled
+def test_u1_benchmark_times_the_hmc_and_fhmc_forces(tmp_path):
+    """benchmarks/u1.py writes, per L, the HMC and FHMC force and the flow forward, and their ratio."""
+    out = tmp_path / "u1.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "u1.py"), "--L", "4", "--chains", "2", "--rounds", "1",
+           "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (point,) = json.loads(out.read_text())["points"]
+    assert point["L"] == 4 and set(point["pieces"]) == {"hmc force (S and dS)", "flow forward g and log-det",
+                                                        "fhmc force (S~ and dS~)"}
+    assert all(v["ms"] > 0 for v in point["pieces"].values()) and point["fhmc_over_hmc_force"] > 1
+    assert out.with_suffix(".md").read_text().startswith("| L | HMC force")

@@ -16,6 +16,8 @@ from trivflow.gauge import U1Theory, gauge_transform, plaquette_angles, topologi
 from trivflow.gauge.flows import (
     GaugeFlowConfig,
     HaarPrior,
+    active_lines,
+    circular_conv,
     gauge_flow,
     layer_masks,
     ncp_log_slope_bound,
@@ -34,6 +36,21 @@ def flow():
 
 def random_links(key, L, scale=7.0):
     return jax.random.uniform(key, (2, L, L), jnp.float64, -scale, scale)
+
+
+@pytest.mark.parametrize("nu", [0, 1])
+@pytest.mark.parametrize("offset", [0, 1, 2, 3])
+def test_output_layer_on_the_active_lines_equals_the_full_convolution_there(nu, offset):
+    """The conditioner's output layer is evaluated only at x_ν ≡ offset (mod 4), as a stride-4
+    convolution: the same values as the full circular convolution read there (to rounding)."""
+    kx, kk, kb = jax.random.split(jax.random.key(offset + 4 * nu), 3)
+    x = jax.random.normal(kx, (12, 12, 3), jnp.float64)
+    kernel = jax.random.normal(kk, (3, 3, 3, 5), jnp.float64)
+    bias = jax.random.normal(kb, (5,), jnp.float64)
+    full = circular_conv(x, kernel, bias)
+    lines = circular_conv(x, kernel, bias, (nu, offset))
+    assert lines.shape == ((3, 12, 5) if nu == 0 else (12, 3, 5))
+    np.testing.assert_allclose(lines, active_lines(full, nu, offset), rtol=1e-13, atol=1e-13)
 
 
 def test_masks_touch_each_active_plaquette_through_one_updated_link():

@@ -130,14 +130,29 @@ def ncp_mixture(x, alpha, beta, logits):
     return h, jnp.log(dh)
 
 
-def circular_conv(x: jnp.ndarray, kernel: jnp.ndarray, bias: jnp.ndarray) -> jnp.ndarray:
-    """Periodic 2D convolution of ``x`` ``(L, L, c_in)`` with ``kernel`` ``(k, k, c_in, c_out)`` (k odd)."""
+def circular_conv(x: jnp.ndarray, kernel: jnp.ndarray, bias: jnp.ndarray, lines: tuple[int, int] | None = None
+                  ) -> jnp.ndarray:
+    """Periodic 2D convolution of ``x`` ``(L, L, c_in)`` with ``kernel`` ``(k, k, c_in, c_out)`` (k odd).
+
+    ``lines = (ν, offset)``: only the outputs at x_ν ≡ offset (mod 4), shape ``(L/4, L, c_out)``
+    (ν = 0) or ``(L, L/4, c_out)`` (ν = 1), as one convolution with stride 4 along axis ν (a
+    coupling layer needs its circle maps on the active plaquettes only, a quarter of the sites)."""
     k = kernel.shape[0]
     p = k // 2
     padded = jnp.pad(x, ((p, p), (p, p), (0, 0)), mode="wrap")
-    out = jax.lax.conv_general_dilated(padded[None], kernel, (1, 1), "VALID",
+    strides = (1, 1)
+    if lines is not None:  # padded index x_ν + p: the window of output x_ν starts at padded index x_ν
+        nu, offset = lines
+        padded = padded[offset:] if nu == 0 else padded[:, offset:]
+        strides = (4, 1) if nu == 0 else (1, 4)
+    out = jax.lax.conv_general_dilated(padded[None], kernel, strides, "VALID",
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return out[0] + bias
+
+
+def active_lines(x: jnp.ndarray, nu: int, offset: int) -> jnp.ndarray:
+    """``x`` ``(L, L, ...)`` at the sites x_ν ≡ offset (mod 4): ``(L/4, L, ...)`` or ``(L, L/4, ...)``."""
+    return x[offset::4] if nu == 0 else x[:, offset::4]
 
 
 class PlaquetteCoupling(nnx.Module):
@@ -162,12 +177,15 @@ class PlaquetteCoupling(nnx.Module):
         self.kernels, self.biases = nnx.List(kernels), nnx.List(biases)
 
     def conditioner(self, plaq: jnp.ndarray, frozen: jnp.ndarray):
-        """(α, β, logits), each ``(L, L, K)``, from the frozen plaquettes only."""
+        """(α, β, logits) on the active plaquettes (x_ν ≡ offset mod 4), each ``(L/4, L, K)``
+        (ν = 0) or ``(L, L/4, K)`` (ν = 1), from the frozen plaquettes only. The hidden layers
+        run on the whole lattice, the output layer only where its values are used."""
         x = jnp.stack([jnp.cos(plaq), jnp.sin(plaq)], axis=-1) * frozen[..., None]
         act = GAUGE_ACTIVATIONS[self.activation]
         n = len(self.kernels)
         for i in range(n):
-            x = circular_conv(x, self.kernels[i][...], self.biases[i][...])
+            lines = (1 - self.mu, self.offset) if i == n - 1 else None
+            x = circular_conv(x, self.kernels[i][...], self.biases[i][...], lines)
             if i < n - 1:
                 x = act(x)
         K = self.components
@@ -175,16 +193,18 @@ class PlaquetteCoupling(nnx.Module):
         return alpha, beta, x[..., 2 * K:]
 
     def forward_and_log_det(self, theta: jnp.ndarray):
-        """(θ', log|det ∂θ'/∂θ|) for ONE configuration ``(2, L, L)``."""
-        L = theta.shape[-1]
-        active, frozen = layer_masks(L, self.mu, self.offset)
+        """(θ', log|det ∂θ'/∂θ|) for ONE configuration ``(2, L, L)``; the circle maps and their
+        log-slopes are evaluated on the active plaquettes only."""
+        L, nu = theta.shape[-1], 1 - self.mu
+        _, frozen = layer_masks(L, self.mu, self.offset)
         plaq = wrap_angle(plaquette_angles(theta))
         alpha, beta, logits = self.conditioner(plaq, frozen)
-        h, log_dh = ncp_mixture(plaq, alpha, beta, logits)
+        p_active = active_lines(plaq, nu, self.offset)
+        h, log_dh = ncp_mixture(p_active, alpha, beta, logits)
         sign = 1.0 if self.mu == 0 else -1.0
-        shift = jnp.where(active, sign * (h - plaq), 0.0)
-        out = theta.at[self.mu].add(shift)
-        return out, jnp.sum(jnp.where(active, log_dh, 0.0))
+        rows = (slice(self.offset, None, 4), slice(None)) if nu == 0 else (slice(None), slice(self.offset, None, 4))
+        out = theta.at[(self.mu, *rows)].add(sign * (h - p_active))
+        return out, jnp.sum(log_dh)
 
 
 class GaugeFlow(nnx.Module):
