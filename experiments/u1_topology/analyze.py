@@ -11,7 +11,9 @@ and seconds per independent sample with the flow's training amortised over this 
 
 Methods (directory prefixes): hmc, fhmc (flow trained at that point), fhmc-reuse4 and fhmc-reuse8
 (the L = 4 or L = 8 flow reused at larger L, flow.checkpoint), imh (independence MH with the flow
-trained at that point).
+trained at that point). A method ending in ``-long`` (e.g. fhmc-reuse8-long) is a longer rerun of
+the same method at a point already in the record: its own row in the table, and in the fits and the
+plot it replaces the shorter run of that method at the same L (the short row stays in the table).
 
 Fits (fits.json beside this file, and a table at the end of the Markdown): the growth of τ_int(Q)
 with β per method, over the points whose results.json says ``diagnostics.reliable`` (R-hat(Q) ≤ 1.1
@@ -48,7 +50,9 @@ from trivflow.report import fit_z
 HERE = Path(__file__).parent
 #: the second fit of each series keeps β ≥ BETA_MIN (module docstring)
 BETA_MIN = 2.0
-ORDER = ["hmc", "fhmc", "fhmc-reuse4", "fhmc-reuse8", "imh"]
+ORDER = ["hmc", "fhmc", "fhmc-reuse4", "fhmc-reuse8", "fhmc-reuse8-long", "imh"]
+#: suffix of a longer rerun of a method (module docstring)
+LONG = "-long"
 
 
 def rows(runs_dir: Path):
@@ -106,8 +110,15 @@ def main(runs_dir: str) -> None:
               f"{fmt(*o['plaquette'], digits=5)} | {ex['plaquette']:.5f} | {sigma(o['plaquette'], ex['plaquette'])} | "
               f"{b['num_chains']} × {b['num_traj']} | {evals} | {secs} | {amort} | {len(b.get('warnings', []))} |")
         if t["Q"][0] is not None:
-            points.setdefault(label, []).append((lat["beta"], t["Q"][0], t["Q"][1] or 0.0, b["num_traj"]))
-            series.setdefault(label, []).append(fit_point(lat, b))
+            method, sampler = label.split(":", 1)
+            base = f"{method.removesuffix(LONG)}:{sampler}"
+            pt = (lat["beta"], t["Q"][0], t["Q"][1] or 0.0, b["num_traj"])
+            fp = fit_point(lat, b)
+            if method.endswith(LONG):  # a longer rerun replaces the shorter one at its L (rows() sorts it after)
+                points[base] = [p for p in points.get(base, []) if p[0] != pt[0]]
+                series[base] = [p for p in series.get(base, []) if p["L"] != fp["L"]]
+            points.setdefault(base, []).append(pt)
+            series.setdefault(base, []).append(fp)
     print("\n\\* derived from τ_int(Q), sampler.num_steps and traj_per_second (record without a cost block); "
           "seconds are wall time on a shared 2-core CPU.")
     for label in list(series):  # fhmc-reuse<L0>: the flow at its own point is the fhmc run at L0

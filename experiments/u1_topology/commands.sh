@@ -12,6 +12,9 @@
 #   fhmc-reuse8_L12  FHMC at L = 12 with the flow trained at L = 8 (flow.checkpoint)
 #   fhmc-reuse8_L16  the same at L = 16, beta = 8
 # and the table and plot: python experiments/u1_topology/analyze.py experiments/u1_topology/runs.
+# LONG=1 (added later, ~1 h on a shared 2-core CPU): fhmc-reuse8-long_L12, the L = 8 flow reused at
+#   L = 12 for 16 x 1500 trajectories (a longer rerun of fhmc-reuse8_L12), and fhmc_L16, FHMC with a
+#   flow trained at L = 16, beta = 8 (16 x 600 trajectories).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 RUNS=${RUNS:-multirun/u1_topology}
@@ -90,5 +93,25 @@ if [ "${FLOW4:-0}" = 1 ]; then
     sampler.num_chains=16 sampler.num_traj=200 sampler.num_therm=50 sampler.num_steps=20 \
     flow.checkpoint=$RUNS/fhmc_L4 progress=false quiet=true hydra.run.dir=$RUNS/fhmc-reuse4_L12
   keep $RUNS/fhmc-reuse4_L12 fhmc-reuse4_L12
+fi
+if [ "${LONG:-0}" = 1 ]; then
+  # (added later; run with LONG=1 HMC=0, the two runs in parallel, each at the lowest CPU priority)
+  # the L = 8 flow reused at L = 12, beta = 4.5 as fhmc-reuse8_L12 (epsilon = 1/20, 20 steps), but
+  # 16 x 1500 trajectories after 100: the longer rerun (fhmc-reuse8_L12, 16 x 200, stays in the record)
+  nice -n 19 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=12 lattice.beta=4.5 \
+    sampler.num_chains=16 sampler.num_traj=1500 sampler.num_therm=100 sampler.num_steps=20 \
+    flow.checkpoint=$RUNS/fhmc_L8 progress=false quiet=true hydra.run.dir=$RUNS/fhmc-reuse8-long_L12
+  keep $RUNS/fhmc-reuse8-long_L12 fhmc-reuse8-long_L12
+  # L = 16, beta = 8: a flow trained there (500 steps, batch 32). First the step-size check, 16 x 20
+  # trajectories after 5 in 25 steps (epsilon = 1/25; acceptance 0.928 >= 0.8, so 40 steps were not
+  # tried; its results stay in scratch, not in runs/), then the same training (seed 0, deterministic)
+  # with FHMC 16 x 600 trajectories after 50 in 25 steps
+  nice -n 19 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=16 lattice.beta=8.0 \
+    sampler.num_chains=16 sampler.num_traj=20 sampler.num_therm=5 sampler.num_steps=25 \
+    train.steps=500 train.batch_size=32 train.log_every=50 progress=false hydra.run.dir=$RUNS/fhmc-short25_L16
+  nice -n 19 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=16 lattice.beta=8.0 \
+    sampler.num_chains=16 sampler.num_traj=600 sampler.num_therm=50 sampler.num_steps=25 \
+    train.steps=500 train.batch_size=32 train.log_every=50 progress=false hydra.run.dir=$RUNS/fhmc_L16
+  keep $RUNS/fhmc_L16 fhmc_L16
 fi
 $PY $HERE/analyze.py $HERE/runs > $HERE/table.md
