@@ -274,6 +274,12 @@ def test_app_runs_u1_end_to_end_with_exact_block_and_plots(tmp_path):
     assert list(block["tau_int"]) == ["Q", "Q2", "plaquette"]
     assert block["exact"]["plaquette"] == pytest.approx(exact.plaquette(4, 2.0))
     assert block["exact"]["Q2"] == pytest.approx(exact.q2(4, 2.0))
+    import arviz as az  # the rate of changes of the integer charge is the chains file's
+
+    from trivflow.gauge.tunnelling import change_rate
+    q = az.from_netcdf(tmp_path / "chains.nc").posterior["Q"].values
+    assert block["observables"]["Q_change_rate"] == pytest.approx(list(change_rate(q)))
+    assert block["observables"]["Q_change_rate"][0] > 0.1 and not any("frozen" in w for w in block["warnings"])
     assert (tmp_path / "plots" / "hmc_autocorr_Q.png").exists() and not list(tmp_path.glob("plots/*correlator*"))
     text = format_summary(results)
     assert text.splitlines()[0].startswith("L=4 d=2 beta=2.0") and "exact (u1): plaquette 0.69925" in text

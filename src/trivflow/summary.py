@@ -23,7 +23,7 @@ import numpy as np
 
 from .analysis import gamma_method, json_float
 from .hmc.driver import ChainResult
-from .theory import Theory
+from .theory import Theory, analysis_warnings
 
 #: R-hat above this for any τ observable gives a warning (Vehtari et al. 2021)
 RHAT_WARN = 1.01
@@ -125,7 +125,8 @@ def summarize_run(result: ChainResult, theory: Theory, *, sampler: str, s_tau: f
     :attr:`~trivflow.theory.Theory.tau_observables`. Where the theory knows exact values an
     ``exact`` block stands beside the measured ones. ``diagnostics``: R-hat and bulk/tail ESS of
     the τ observables and whether the chains mix (:func:`diagnostics`); ``warnings``:
-    divergences, too short runs, R-hat above :data:`RHAT_WARN`, chains that do not mix.
+    divergences, too short runs, R-hat above :data:`RHAT_WARN`, chains that do not mix, and the
+    theory's own (:func:`~trivflow.theory.analysis_warnings`: U(1)'s frozen charge).
     """
     obs = result.observables
     n_div = int(np.sum(result.divergent))
@@ -155,6 +156,7 @@ def summarize_run(result: ChainResult, theory: Theory, *, sampler: str, s_tau: f
     primary = theory.primary_observable
     diag = diagnostics(obs, names, primary)
     warnings += rhat_warnings(diag)
+    warnings += analysis_warnings(theory, obs)
     if not diag["reliable"]:
         warnings.append(mixing_warning(obs, split_rhat(obs[primary]), primary))
     exact = theory.exact()

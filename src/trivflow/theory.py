@@ -16,7 +16,9 @@ Conventions (docs/architecture.md#a-new-theory):
 * Everything acts on ONE configuration of shape :attr:`Theory.shape`; the driver vmaps chains.
 * The potential of HMC is the action, U = S (docs/theory.md#hmc).
 * Optional: ``flow_family``, the theory's own flows (:func:`flow_family`; U(1)'s gauge-equivariant
-  flows); a theory without one uses the φ⁴ coupling flows of ``trivflow.flows``.
+  flows); a theory without one uses the φ⁴ coupling flows of ``trivflow.flows``. And
+  ``analysis_warnings(observables) -> list[str]`` (:func:`analysis_warnings`), warnings only the
+  theory can give about a run's measured series (U(1): a frozen topological charge).
 
 Implementations: :class:`trivflow.lattice.Phi4Theory` (``action=phi4``),
 :class:`trivflow.lattice.FreeTheory` (``action=free``, λ = 0 with exact results) and
@@ -100,6 +102,14 @@ def flow_family(theory):
     gauge-equivariant flows), or None for trivflow's φ⁴ coupling flows (``trivflow.flows``)."""
     family = getattr(theory, "flow_family", None)
     return family.fget(theory) if isinstance(family, property) else family
+
+
+def analysis_warnings(theory, observables: Mapping[str, Any]) -> list[str]:
+    """The warnings of ``theory``'s optional ``analysis_warnings`` about the measured series
+    ``{name: (num_chains, num_meas, ...)}`` of one run (U(1): the topological charge did not
+    change enough to explore its sectors), or ``[]`` for a theory without one."""
+    hook = getattr(theory, "analysis_warnings", None)
+    return list(hook(observables)) if hook is not None else []
 
 
 #: ``action=`` → the class that implements it

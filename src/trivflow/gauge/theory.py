@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ..errors import must_be
+from .tunnelling import change_rate, frozen_charge_warning
 from .u1 import WILSON_LOOPS, u1_observables, wilson_action, wilson_force
 
 
@@ -143,7 +144,10 @@ class U1Theory:
 
     def analyse(self, observables, gammas, *, s_tau: float = 4.0, **options) -> dict:
         """The results.json ``observables`` block, each ``[mean, err]`` with Γ-method errors:
-        ``plaquette``, ``Q``, ``Q2``, ``chi_t`` = ⟨Q²⟩/V and the Wilson loops ``W_RxT``.
+        ``plaquette``, ``Q``, ``Q2``, ``chi_t`` = ⟨Q²⟩/V and the Wilson loops ``W_RxT``; and
+        ``Q_change_rate``, the changes of rint(Q) between consecutive measurements (per trajectory,
+        or independence-MH step, at the default ``sampler.meas_every = 1``) with the error of
+        :func:`trivflow.gauge.tunnelling.change_rate` (not a Γ-method error).
 
         Args:
             observables: measured series, ``(num_chains, num_meas)`` each.
@@ -155,12 +159,20 @@ class U1Theory:
         del options
         V, q2 = self.volume, gammas["Q2"]
         out = {"plaquette": gammas["plaquette"].mean_err(), "Q": gammas["Q"].mean_err(), "Q2": q2.mean_err(),
-               "chi_t": [json_float(q2.mean / V), json_float(q2.err / V)]}
+               "chi_t": [json_float(q2.mean / V), json_float(q2.err / V)],
+               "Q_change_rate": [json_float(x) for x in change_rate(observables["Q"])]}
         for R, T in WILSON_LOOPS:
             name = f"W_{R}x{T}"
             if name in observables:
                 out[name] = gamma_method(observables[name], s_tau=s_tau).mean_err()
         return out
+
+    @staticmethod
+    def analysis_warnings(observables) -> list[str]:
+        """A warning when some chain's integer charge changed fewer than
+        :data:`~trivflow.gauge.tunnelling.MIN_CHANGES_PER_CHAIN` times
+        (:func:`~trivflow.gauge.tunnelling.frozen_charge_warning`), else ``[]``."""
+        return frozen_charge_warning(observables["Q"])
 
     def to_dict(self) -> dict:
         return {"L": self.L, "d": self.d, "beta": self.beta}
