@@ -115,7 +115,9 @@ def test_rate_fit_recovers_a_known_rate_within_its_errors():
 
 
 def test_rate_fit_refuses_what_it_cannot_fit():
-    with pytest.raises(ValueError, match="not all 0"):
+    with pytest.raises(ValueError, match="no maximum"):
         fit_rate_exponential([2, 4], [0, 0], [100, 100])
+    with pytest.raises(ValueError, match="no maximum"):  # one count and a zero: c -> infinity
+        fit_rate_exponential([2, 4, 4], [50, 0, 0], [100, 100, 100])
     with pytest.raises(ValueError, match="distinct beta"):
         fit_rate_exponential([2, 2], [3, 1], [100, 100])

@@ -29,6 +29,13 @@ models, each a weighted linear least-squares fit of log τ with σ = δτ/τ
   critical-slowing-down form, for comparison: χ² says which of the two the points prefer (with
   two points both go through them, dof = 0, and nothing is tested).
 
+Changes of the integer charge (rate_fits.json, rate_vs_beta.png, and a table at the end): per run,
+the changes of rint(Q) along its chains (runs/<name>/changes.json, written by changes.py from the
+chains files; or results.json's ``Q_change_rate``), the rate per trajectory (IMH: step) and its
+ratio to HMC's at the same β; per series the Poisson maximum-likelihood fit rate = r₀ e^{−cβ}
+(:func:`trivflow.gauge.tunnelling.fit_rate_exponential`) over every run at β ≥ RATE_BETA_MIN, frozen
+ones included (docs/theory.md#u1-tunnelling): a count is a measurement where τ_int(Q) is not.
+
 Each series is fitted twice where that differs: over all its reliable points, and over those with
 β ≥ BETA_MIN = 2 (L ≥ 8). The second was added after the first fit of HMC over β = 0.5 … 4.5 gave
 χ²/dof = 6.3: at β = 0.5 (L = 4) τ_int(Q) ≈ 0.7 is at its floor of 1/2 (Q nearly independent from
@@ -45,12 +52,17 @@ from pathlib import Path
 import numpy as np
 
 from trivflow.formatting import paren
+from trivflow.gauge.tunnelling import fit_rate_exponential
 from trivflow.report import fit_z
 
 HERE = Path(__file__).parent
 #: the second fit of each series keeps β ≥ BETA_MIN (module docstring)
 BETA_MIN = 2.0
-ORDER = ["hmc", "fhmc", "fhmc-reuse4", "fhmc-reuse8", "fhmc-reuse8-long", "imh"]
+ORDER = ["hmc", "fhmc", "fhmc-long", "fhmc-reuse4", "fhmc-reuse4-long", "fhmc-reuse8", "fhmc-reuse8-long", "imh"]
+#: the fits of the rate of changes of Q keep β ≥ RATE_BETA_MIN: over β ≥ 2 HMC's deviance/dof was 237,
+#: the local slope of log(rate) growing from 1.0 (β = 2 → 3.125) to 1.5, 1.7 and 2.3 — the
+#: exponential holds only at weak coupling, where Q changes through one plaquette at ±π
+RATE_BETA_MIN = 4.5
 #: suffix of a longer rerun of a method (module docstring)
 LONG = "-long"
 
@@ -64,7 +76,20 @@ def rows(runs_dir: Path):
         res = json.loads(path.read_text())
         method = path.parent.name.rsplit("_L", 1)[0]
         for label, block in res["runs"].items():
-            yield res["lattice"], f"{method}:{label}", block, res["config"]["sampler"]
+            yield res["lattice"], f"{method}:{label}", block, res["config"]["sampler"], path.parent
+
+
+def changes_of(run_dir: Path, block) -> dict | None:
+    """The changes of the integer charge of one run: its changes.json (changes.py, from the chains
+    file) or, for a run whose results.json has it, ``Q_change_rate`` × chain-steps; else None."""
+    f = run_dir / "changes.json"
+    if f.exists():
+        return json.loads(f.read_text())
+    rate = block["observables"].get("Q_change_rate")
+    if not rate or rate[0] is None:
+        return None
+    steps = block["num_chains"] * (block["num_traj"] - 1)
+    return {"changes": round(rate[0] * steps), "chain_steps": steps, "rate": rate, "per_chain": None}
 
 
 def fmt(x, dx, digits=3):
@@ -101,17 +126,22 @@ def main(runs_dir: str) -> None:
           "plaquette | exact | dev. | chains × traj | evals / indep. Q | s / indep. Q | s / indep. Q incl. training |"
           " warnings |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    points, series = {}, {}
-    for lat, label, b, sampler_cfg in rows(Path(runs_dir)):
+    points, series, rates, every_run = {}, {}, {}, []
+    for lat, label, b, sampler_cfg, run_dir in rows(Path(runs_dir)):
         o, t, ex = b["observables"], b["tau_int"], b["exact"]
         evals, secs, amort = cost_cells(b, sampler_cfg)
         print(f"| {label} | {lat['L']} | {lat['beta']:g} | {b['acceptance']:.3f} | {fmt(*t['Q'][:2])} | "
               f"{fmt(*t['plaquette'][:2])} | {fmt(*o['Q2'])} | {ex['Q2']:.4g} | {sigma(o['Q2'], ex['Q2'])} | "
               f"{fmt(*o['plaquette'], digits=5)} | {ex['plaquette']:.5f} | {sigma(o['plaquette'], ex['plaquette'])} | "
               f"{b['num_chains']} × {b['num_traj']} | {evals} | {secs} | {amort} | {len(b.get('warnings', []))} |")
+        method, sampler = label.split(":", 1)
+        base = f"{method.removesuffix(LONG)}:{sampler}"
+        ch = changes_of(run_dir, b)
+        if ch is not None:  # a longer rerun replaces the shorter one at its L, as for τ below
+            every_run.append((base, {"L": lat["L"], "beta": lat["beta"], "label": label, **ch}))
+            rates[base] = [r for r in rates.get(base, []) if r["L"] != lat["L"] or not method.endswith(LONG)]
+            rates[base].append({"L": lat["L"], "beta": lat["beta"], "label": label, **ch})
         if t["Q"][0] is not None:
-            method, sampler = label.split(":", 1)
-            base = f"{method.removesuffix(LONG)}:{sampler}"
             pt = (lat["beta"], t["Q"][0], t["Q"][1] or 0.0, b["num_traj"])
             fp = fit_point(lat, b)
             if method.endswith(LONG):  # a longer rerun replaces the shorter one at its L (rows() sorts it after)
@@ -135,6 +165,109 @@ def main(runs_dir: str) -> None:
     (HERE / "fits.json").write_text(json.dumps(fits, indent=2) + "\n")
     print_fits(fits)
     plot(points, fits)
+    print_rate_table(every_run, rates.get("hmc:hmc", []))
+    for label in list(rates):  # as for τ: the series fhmc-reuse<L0> starts with the flow at its own point
+        m = re.match(r"fhmc-reuse(\d+):(.*)", label)
+        if m:
+            own = [r for r in rates.get(f"fhmc:{m.group(2)}", []) if r["L"] == int(m.group(1))]
+            rates[label] = sorted(own + rates[label], key=lambda r: r["beta"])
+    rate_fits = {label: fit_rates(pts) for label, pts in rates.items()}
+    (HERE / "rate_fits.json").write_text(json.dumps(rate_fits, indent=2) + "\n")
+    print_rate_fits(rate_fits)
+    plot_rates(rates, rate_fits)
+
+
+def fit_rates(pts: list[dict]) -> dict:
+    """The Poisson fit r = r₀ e^{−cβ} (:func:`trivflow.gauge.tunnelling.fit_rate_exponential`) of
+    the counts of one series at β ≥ RATE_BETA_MIN, every run included (a count is a measurement
+    however frozen the run; a run without a change is the upper limit it is)."""
+    used = [p for p in pts if p["beta"] >= RATE_BETA_MIN]
+    out = {"points": [{k: p[k] for k in ("L", "beta", "changes", "chain_steps", "rate")} for p in used]}
+    if len({p["beta"] for p in used if p["changes"]}) < 2:  # else no maximum of the likelihood
+        out["note"] = (f"{len(used)} point(s) at β ≥ {RATE_BETA_MIN:g}, "
+                       f"{len({p['beta'] for p in used if p['changes']})} with changes: no fit")
+        return out
+    f = fit_rate_exponential([p["beta"] for p in used], [p["changes"] for p in used],
+                             [p["chain_steps"] for p in used])
+    out["exponential"] = {"model": "rate = r0 exp(-c beta)", "c": f.c, "c_err": f.c_err, "log_r0": f.log_r0,
+                          "log_r0_err": f.log_r0_err, "deviance": f.deviance, "dof": f.dof}
+    return out
+
+
+def rate_cell(r: dict) -> str:
+    """n / N = rate(err), or the 1/N resolution of a run without a change."""
+    n, N = r["changes"], r["chain_steps"]
+    return f"0 / {N} (< {1 / N:.1e})" if n == 0 else f"{n} / {N} = {paren(*r['rate'])}"
+
+
+def print_rate_table(every_run: list, hmc_rows: list) -> None:
+    """One row per run: its changes of Q, the rate, the per-chain spread and the ratio to HMC's rate
+    at the same β (errors of the two rates in quadrature; n/a where HMC saw no change)."""
+    print("\n## Changes of the integer charge (changes.json, rate_fits.json)\n")
+    print("Changes of rint(Q) between consecutive trajectories (IMH: steps) over all chains; rate error: "
+          "between-chain standard error or √n/N (n ≥ 1), the larger (docs/theory.md#u1-tunnelling).\n")
+    print("| method:sampler | L | β | changes / chain-steps = rate | per chain (min–max) | rate / HMC's |")
+    print("|---|---|---|---|---|---|")
+    hmc = {r["beta"]: r for r in hmc_rows}
+    for label, r in every_run:
+        pc, h = r.get("per_chain"), hmc.get(r["beta"])
+        spread = f"{min(pc)}–{max(pc)}" if pc else "n/a"
+        ratio = "n/a"
+        if label != "hmc:hmc" and h and h["changes"] and r["changes"]:
+            x = r["rate"][0] / h["rate"][0]
+            ratio = paren(x, x * np.hypot(r["rate"][1] / r["rate"][0], h["rate"][1] / h["rate"][0]))
+        print(f"| {r['label']} | {r['L']} | {r['beta']:g} | {rate_cell(r)} | {spread} | {ratio} |")
+
+
+def print_rate_fits(fits: dict) -> None:
+    print(f"\nPoisson maximum-likelihood fits of rate = r₀ e^(−cβ), runs at β ≥ {RATE_BETA_MIN:g}:\n")
+    print("| series | points (L: changes) | c | r₀ | deviance/dof |")
+    print("|---|---|---|---|---|")
+    for label in sorted(fits, key=lambda k: ((ORDER + [k]).index(k.split(":")[0]), k)):
+        f = fits[label]
+        pts = ", ".join(f"{p['L']}: {p['changes']}" for p in f["points"]) or "none"
+        e = f.get("exponential")
+        if e is None:
+            print(f"| {label} | {pts} | {f['note']} | | |")
+            continue
+        r0 = np.exp(e["log_r0"])
+        dev = "— (two points: no dof)" if e["dof"] == 0 else f"{e['deviance']:.2f}/{e['dof']} = " \
+            f"{e['deviance'] / e['dof']:.2f}"
+        print(f"| {label} | {pts} | {paren(e['c'], e['c_err'])} | {paren(r0, r0 * e['log_r0_err'])} | {dev} |")
+
+
+def plot_rates(rates: dict, fits: dict) -> None:
+    """rate_vs_beta.png: the rate of changes of Q vs β per series (log scale), a run without a change
+    drawn as a downward arrow at 1/N, the Poisson fits as dashed lines over their β range."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.5, 4.5))
+    ax = fig.add_subplot()
+    for i, label in enumerate(sorted(rates)):
+        color, pts = f"C{i}", sorted(rates[label], key=lambda r: r["beta"])
+        seen = [r for r in pts if r["changes"]]
+        lower = [min(r["rate"][1], 0.9 * r["rate"][0]) for r in seen]  # a log axis: clip bars that reach 0
+        ax.errorbar([r["beta"] for r in seen], [r["rate"][0] for r in seen],
+                    yerr=[lower, [r["rate"][1] for r in seen]], marker="o", capsize=3, color=color, label=label)
+        for r in pts:
+            if not r["changes"]:
+                ax.plot(r["beta"], 1 / r["chain_steps"], "v", color=color, mfc="white", zorder=5)
+        e = fits[label].get("exponential")
+        if e is not None:
+            b = np.linspace(min(p["beta"] for p in fits[label]["points"]),
+                            max(p["beta"] for p in fits[label]["points"]), 50)
+            ax.plot(b, np.exp(e["log_r0"] - e["c"] * b), "--", color=color, lw=1,
+                    label=f"{label.split(':')[0]}: r₀·e^(−cβ), c = {paren(e['c'], e['c_err'])}")
+    ax.set_yscale("log")
+    floor = min(min(r["rate"][0] if r["changes"] else 1 / r["chain_steps"] for r in pts) for pts in rates.values())
+    ax.set_ylim(bottom=floor / 30)  # the fits' extrapolation to β = 18 would otherwise set the scale
+    ax.set_xlabel("β  (L = √(32 β))")
+    ax.set_ylabel("changes of Q per trajectory / IMH step")
+    ax.set_title(f"2D U(1), β = L²/32 (open ▽: no change in N chain-steps, drawn at 1/N; fits: β ≥ {RATE_BETA_MIN:g})",
+                 fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(HERE / "rate_vs_beta.png", dpi=120)
 
 
 def fit_point(lat, b) -> dict:

@@ -99,14 +99,17 @@ def fit_rate_exponential(beta, changes, steps, *, max_iter: int = 100, tol: floa
 
     Args:
         beta: couplings β_i, ≥ 2 distinct values.
-        changes: counts n_i ≥ 0, at least one > 0.
+        changes: counts n_i ≥ 0, > 0 at ≥ 2 distinct β (else the likelihood grows without bound).
         steps: N_i > 0, the chain-steps each count was made in.
     """
     b, n, N = (np.asarray(a, dtype=float).ravel() for a in (beta, changes, steps))
     if not (b.size == n.size == N.size) or np.unique(b).size < 2:
         raise ValueError(f"fit_rate_exponential: need equal lengths and >= 2 distinct beta, got {b}, {n}, {N}")
-    if np.any(n < 0) or np.any(N <= 0) or n.sum() == 0:
-        raise ValueError(f"fit_rate_exponential: need changes >= 0 (not all 0) and steps > 0, got {n}, {N}")
+    if np.any(n < 0) or np.any(N <= 0):
+        raise ValueError(f"fit_rate_exponential: need changes >= 0 and steps > 0, got {n}, {N}")
+    if np.unique(b[n > 0]).size < 2:
+        raise ValueError(f"fit_rate_exponential: need changes > 0 at >= 2 distinct beta, got {n} at {b}: otherwise "
+                         "the likelihood has no maximum (zero counts only bound the rate from above)")
     x = np.stack([np.ones_like(b), -b], axis=1)  # θ = (log r₀, c)
     # start from the weighted least squares of log((n + 1/2)/N): finite for n = 0
     y = np.log((n + 0.5) / N)
