@@ -12,6 +12,7 @@
 #   fhmc-reuse8_L12  FHMC at L = 12 with the flow trained at L = 8 (flow.checkpoint)
 #   fhmc-reuse8_L16  the same at L = 16, beta = 8
 # and the table and plot: python experiments/u1_topology/analyze.py experiments/u1_topology/runs.
+# HMC16LONG=1 (added later): HMC at L = 16, beta = 8 with 16 x 100000 trajectories (rate of changes of Q).
 # LONG=1 (added later, ~1 h on a shared 2-core CPU): fhmc-reuse8-long_L12, the L = 8 flow reused at
 #   L = 12 for 16 x 1500 trajectories (a longer rerun of fhmc-reuse8_L12), and fhmc_L16, FHMC with a
 #   flow trained at L = 16, beta = 8 (16 x 600 trajectories).
@@ -72,6 +73,15 @@ if [ "${HMC14:-0}" = 1 ]; then
     progress=false quiet=true hydra.run.dir=$RUNS/hmc_L14
   keep $RUNS/hmc_L14 hmc_L14
 fi
+if [ "${HMC16LONG:-0}" = 1 ]; then
+  # (added later) L = 16, beta = 8: HMC with 16 chains x 100000 trajectories after 2000, for the rate of
+  # changes of Q where HMC freezes (1 change in the 16 x 4000 of hmc_L16; the fit of the rate over
+  # beta = 4.5 ... 6.125 predicts ~5e-5 per trajectory there, ~70 changes in this run)
+  nice -n 15 $PY -m trivflow.run experiment=u1_topology sampler=hmc 'baselines=[]' lattice.L=16 lattice.beta=8.0 \
+    sampler.num_chains=16 sampler.num_traj=100000 sampler.num_therm=2000 sampler.num_steps=20 \
+    progress=false quiet=true hydra.run.dir=$RUNS/hmc-long_L16
+  keep $RUNS/hmc-long_L16 hmc-long_L16
+fi
 if [ "${FLOW4:-0}" = 1 ]; then
   # L = 4, beta = 0.5 (the smallest L the gauge flow takes): train (500 steps, batch 32) and FHMC,
   # 16 x 800 trajectories of length 1 in 20 steps; then independence MH with that flow
@@ -114,4 +124,7 @@ if [ "${LONG:-0}" = 1 ]; then
     train.steps=500 train.batch_size=32 train.log_every=50 progress=false hydra.run.dir=$RUNS/fhmc_L16
   keep $RUNS/fhmc_L16 fhmc_L16
 fi
+# the changes of Q of every kept run, from its chains file in $RUNS (runs/<name>/changes.json; added later:
+# the runs of this record were made in several scratch directories, all given to changes.py)
+$PY $HERE/changes.py $RUNS
 $PY $HERE/analyze.py $HERE/runs > $HERE/table.md
