@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import time
 import warnings
 
 import numpy as np
@@ -185,13 +184,16 @@ def test_tau_int_convenience(ar_cache):
     assert tau_int(x) == (res.tau_int, res.tau_int_err, res.window)
 
 
-def test_large_multichain_is_fast():
-    """64 chains × 20 000 points (FFT path): well under a second for the analysis."""
+def test_large_multichain_uses_one_fft_pass(monkeypatch):
+    """64 chains × 20 000 points: the autocorrelation of all chains comes from one batched FFT pair
+    (O(N log N), not an O(N W) sum over lags). The cost itself is measured in benchmarks/, not here:
+    a timed assertion fails on a loaded machine."""
+    calls = []
+    rfft = np.fft.rfft
+    monkeypatch.setattr(np.fft, "rfft", lambda a, *args, **kw: calls.append(np.shape(a)) or rfft(a, *args, **kw))
     x = ar1(0.95, 64, 20_000, seed=7)
-    t0 = time.perf_counter()
     res = gamma_method(x)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 3.0
+    assert calls == [(64, 20_000)]
     assert res.gamma.shape == (10_001,)
     assert abs(res.tau_int - tau_exact(0.95)) < 3 * res.tau_int_err
     assert res.tau_int_err / res.tau_int < 0.05
