@@ -58,7 +58,8 @@ from trivflow.report import fit_z
 HERE = Path(__file__).parent
 #: the second fit of each series keeps β ≥ BETA_MIN (module docstring)
 BETA_MIN = 2.0
-ORDER = ["hmc", "hmc-long", "fhmc", "fhmc-long", "fhmc-reuse4", "fhmc-reuse4-long", "fhmc-reuse8", "fhmc-reuse8-long", "imh"]
+ORDER = ["hmc", "hmc-long", "fhmc", "fhmc-long", "fhmc-reuse4", "fhmc-reuse4-long", "fhmc-reuse8", "fhmc-reuse8-long",
+         "imh"]
 #: the fits of the rate of changes of Q keep β ≥ RATE_BETA_MIN: over β ≥ 2 HMC's deviance/dof was 237,
 #: the local slope of log(rate) growing from 1.0 (β = 2 → 3.125) to 1.5, 1.7 and 2.3 — the
 #: exponential holds only at weak coupling, where Q changes through one plaquette at ±π
