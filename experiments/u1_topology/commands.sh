@@ -16,6 +16,10 @@
 # LONG=1 (added later, ~1 h on a shared 2-core CPU): fhmc-reuse8-long_L12, the L = 8 flow reused at
 #   L = 12 for 16 x 1500 trajectories (a longer rerun of fhmc-reuse8_L12), and fhmc_L16, FHMC with a
 #   flow trained at L = 16, beta = 8 (16 x 600 trajectories).
+# LONG2=1 (added later, ~20 min on a shared 2-core CPU with the two long runs in parallel):
+#   fhmc-reuse4-long_L12 (the L = 4 flow reused at L = 12) and fhmc-long_L12 (the L = 12 flow, in 20 steps),
+#   16 x 1500 trajectories each: longer reruns of fhmc-reuse4_L12 and fhmc_L12, for a third reliable
+#   point in the fits of tau_int(Q) vs beta.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 RUNS=${RUNS:-multirun/u1_topology}
@@ -123,6 +127,28 @@ if [ "${LONG:-0}" = 1 ]; then
     sampler.num_chains=16 sampler.num_traj=600 sampler.num_therm=50 sampler.num_steps=25 \
     train.steps=500 train.batch_size=32 train.log_every=50 progress=false hydra.run.dir=$RUNS/fhmc_L16
   keep $RUNS/fhmc_L16 fhmc_L16
+fi
+if [ "${LONG2:-0}" = 1 ]; then
+  # (added later, for the fit of tau_int(Q) vs beta: a third reliable point for the fhmc and fhmc-reuse4
+  # series at L = 12, beta = 4.5, whose short runs (16 x 200) did not mix; run with LONG2=1 HMC=0, the two
+  # long runs in parallel after the step-size check below, each at the lowest CPU priority)
+  # the L = 4 flow reused at L = 12, beta = 4.5 as fhmc-reuse4_L12 (epsilon = 1/20, 20 steps), but
+  # 16 x 1500 trajectories after 100: the longer rerun (fhmc-reuse4_L12, 16 x 200, stays in the record)
+  nice -n 19 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=12 lattice.beta=4.5 \
+    sampler.num_chains=16 sampler.num_traj=1500 sampler.num_therm=100 sampler.num_steps=20 \
+    flow.checkpoint=$RUNS/fhmc_L4 progress=false quiet=true hydra.run.dir=$RUNS/fhmc-reuse4-long_L12
+  keep $RUNS/fhmc-reuse4-long_L12 fhmc-reuse4-long_L12
+  # the flow trained at L = 12 (that of fhmc_L12, which ran in 40 steps, epsilon = 1/40). First the
+  # step-size check at epsilon = 1/20, 16 x 20 trajectories after 5 in 20 steps (acceptance 0.909 >= 0.8,
+  # so 20 steps, not 40; its results stay in scratch, not in runs/), then FHMC 16 x 1500 trajectories
+  # after 100 in 20 steps: the longer rerun (fhmc_L12, 16 x 200 in 40 steps, stays in the record)
+  nice -n 19 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=12 lattice.beta=4.5 \
+    sampler.num_chains=16 sampler.num_traj=20 sampler.num_therm=5 sampler.num_steps=20 \
+    flow.checkpoint=$RUNS/fhmc_L12 progress=false quiet=true hydra.run.dir=$RUNS/fhmc-short20_L12
+  nice -n 19 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=12 lattice.beta=4.5 \
+    sampler.num_chains=16 sampler.num_traj=1500 sampler.num_therm=100 sampler.num_steps=20 \
+    flow.checkpoint=$RUNS/fhmc_L12 progress=false quiet=true hydra.run.dir=$RUNS/fhmc-long_L12
+  keep $RUNS/fhmc-long_L12 fhmc-long_L12
 fi
 # the changes of Q of every kept run, from its chains file in $RUNS (runs/<name>/changes.json; added later:
 # the runs of this record were made in several scratch directories, all given to changes.py)
