@@ -182,7 +182,7 @@ def fit_rates(pts: list[dict]) -> dict:
     """The Poisson fit r = r₀ e^{−cβ} (:func:`trivflow.gauge.tunnelling.fit_rate_exponential`) of
     the counts of one series at β ≥ RATE_BETA_MIN, every run included (a count is a measurement
     however frozen the run; a run without a change is the upper limit it is)."""
-    used = [p for p in pts if p["beta"] >= RATE_BETA_MIN]
+    used = sorted((p for p in pts if p["beta"] >= RATE_BETA_MIN), key=lambda p: p["beta"])
     out = {"points": [{k: p[k] for k in ("L", "beta", "changes", "chain_steps", "rate")} for p in used]}
     if len({p["beta"] for p in used if p["changes"]}) < 2:  # else no maximum of the likelihood
         out["note"] = (f"{len(used)} point(s) at β ≥ {RATE_BETA_MIN:g}, "
