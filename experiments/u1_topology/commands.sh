@@ -20,6 +20,9 @@
 #   fhmc-reuse4-long_L12 (the L = 4 flow reused at L = 12) and fhmc-long_L12 (the L = 12 flow, in 20 steps),
 #   16 x 1500 trajectories each: longer reruns of fhmc-reuse4_L12 and fhmc_L12, for a third reliable
 #   point in the fits of tau_int(Q) vs beta.
+# LARGE=1 (added later, after LONG=1; 38 min wall in two parallel streams on a shared 2-core CPU, load
+#   5-12 from other jobs): imh_L16 with the flow of fhmc_L16, and at L = 20 and 24 a flow trained there
+#   (fhmc-short25_L<L>, scratch) with FHMC (fhmc_L<L>, 16 x 200) and independence MH (imh_L<L>) with it.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 RUNS=${RUNS:-multirun/u1_topology}
@@ -149,6 +152,40 @@ if [ "${LONG2:-0}" = 1 ]; then
     sampler.num_chains=16 sampler.num_traj=1500 sampler.num_therm=100 sampler.num_steps=20 \
     flow.checkpoint=$RUNS/fhmc_L12 progress=false quiet=true hydra.run.dir=$RUNS/fhmc-long_L12
   keep $RUNS/fhmc-long_L12 fhmc-long_L12
+fi
+if [ "${LARGE:-0}" = 1 ]; then
+  # (added later; run with LARGE=1 HMC=0 after LONG=1, which made $RUNS/fhmc_L16; at the lowest CPU priority.
+  # The runs were made in two parallel streams, imh_L16, fhmc-short25_L24, fhmc_L24, imh_L24 and
+  # fhmc-short25_L20, fhmc_L20, imh_L20, with RUNS=/tmp/u1e/runs and the L = 16 flow read from the
+  # LONG block's run directory of fhmc_L16, /work/runs/u1c/fhmc_L16; the commands are these, in another
+  # order)
+  # the flow samplers at the large-L points, where HMC is frozen (hmc_L16, hmc_L20, hmc_L24) and FHMC
+  # with a flow trained at L = 16 is too (fhmc_L16): measured so that every point has them.
+  # Independence MH at L = 16, beta = 8 with the flow of fhmc_L16 (LONG block), 16 x 4000 steps after 200
+  nice -n 19 $PY -m trivflow.run experiment=u1_topology sampler=imh 'baselines=[]' lattice.L=16 lattice.beta=8.0 \
+    sampler.num_chains=16 sampler.num_traj=4000 sampler.num_therm=200 flow.checkpoint=$RUNS/fhmc_L16 \
+    progress=false quiet=true hydra.run.dir=$RUNS/imh_L16
+  keep $RUNS/imh_L16 imh_L16
+  # L = 20, beta = 12.5 and L = 24, beta = 18: a flow trained there (500 steps, batch 32) with the
+  # step-size check, 16 x 20 trajectories after 5 in 25 steps (epsilon = 1/25; acceptance 0.891 at
+  # L = 20 and 0.888 at L = 24, both >= 0.8, so 40 steps were not tried; these runs stay in scratch,
+  # not in runs/, and hold the trained flow and its training seconds); then FHMC with that flow
+  # (flow.checkpoint, so the fhmc rows' results.json carry no training time), 16 x 200 trajectories
+  # after 40 in 25 steps, and independence MH with it, 16 x 4000 steps after 200
+  for point in 20:12.5 24:18.0; do
+    set -- ${point%%:*} ${point#*:}
+    nice -n 19 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=$1 lattice.beta=$2 \
+      sampler.num_chains=16 sampler.num_traj=20 sampler.num_therm=5 sampler.num_steps=25 \
+      train.steps=500 train.batch_size=32 train.log_every=50 progress=false hydra.run.dir=$RUNS/fhmc-short25_L$1
+    nice -n 19 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=$1 lattice.beta=$2 \
+      sampler.num_chains=16 sampler.num_traj=200 sampler.num_therm=40 sampler.num_steps=25 \
+      flow.checkpoint=$RUNS/fhmc-short25_L$1 progress=false quiet=true hydra.run.dir=$RUNS/fhmc_L$1
+    keep $RUNS/fhmc_L$1 fhmc_L$1
+    nice -n 19 $PY -m trivflow.run experiment=u1_topology sampler=imh 'baselines=[]' lattice.L=$1 lattice.beta=$2 \
+      sampler.num_chains=16 sampler.num_traj=4000 sampler.num_therm=200 flow.checkpoint=$RUNS/fhmc-short25_L$1 \
+      progress=false quiet=true hydra.run.dir=$RUNS/imh_L$1
+    keep $RUNS/imh_L$1 imh_L$1
+  done
 fi
 # the changes of Q of every kept run, from its chains file in $RUNS (runs/<name>/changes.json; added later:
 # the runs of this record were made in several scratch directories, all given to changes.py)
