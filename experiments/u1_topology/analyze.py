@@ -34,7 +34,9 @@ the changes of rint(Q) along its chains (runs/<name>/changes.json, written by ch
 chains files; or results.json's ``Q_change_rate``), the rate per trajectory (IMH: step) and its
 ratio to HMC's at the same β; per series the Poisson maximum-likelihood fit rate = r₀ e^{−cβ}
 (:func:`trivflow.gauge.tunnelling.fit_rate_exponential`) over every run at β ≥ RATE_BETA_MIN, frozen
-ones included (docs/theory.md#u1-tunnelling): a count is a measurement where τ_int(Q) is not.
+ones included (docs/theory.md#u1-tunnelling): a count is a measurement where τ_int(Q) is not; but
+not a run whose plaquette is off by more than MAX_PLAQUETTE_SHIFT of the action density (chains not
+even locally thermalised: independence MH that accepts almost nothing).
 
 Each series is fitted twice where that differs: over all its reliable points, and over those with
 β ≥ BETA_MIN = 2 (L ≥ 8). The second was added after the first fit of HMC over β = 0.5 … 4.5 gave
@@ -64,6 +66,9 @@ ORDER = ["hmc", "hmc-long", "fhmc", "fhmc-long", "fhmc-reuse4", "fhmc-reuse4-lon
 #: the local slope of log(rate) growing from 1.0 (β = 2 → 3.125) to 1.5, 1.7 and 2.3 — the
 #: exponential holds only at weak coupling, where Q changes through one plaquette at ±π
 RATE_BETA_MIN = 4.5
+#: a run enters the rate fits only if its plaquette is within this fraction of the action density
+#: 1 − ⟨cos θ_P⟩ of the exact value (:func:`local_disequilibrium`)
+MAX_PLAQUETTE_SHIFT = 0.1
 #: suffix of a longer rerun of a method (module docstring)
 LONG = "-long"
 
@@ -139,9 +144,11 @@ def main(runs_dir: str) -> None:
         base = f"{method.removesuffix(LONG)}:{sampler}"
         ch = changes_of(run_dir, b)
         if ch is not None:  # a longer rerun replaces the shorter one at its L, as for τ below
-            every_run.append((base, {"L": lat["L"], "beta": lat["beta"], "label": label, **ch}))
+            every_run.append((base, {"L": lat["L"], "beta": lat["beta"], "label": label, **ch,
+                                     "plaquette_shift": local_disequilibrium(b)}))
             rates[base] = [r for r in rates.get(base, []) if r["L"] != lat["L"] or not method.endswith(LONG)]
-            rates[base].append({"L": lat["L"], "beta": lat["beta"], "label": label, **ch})
+            rates[base].append({"L": lat["L"], "beta": lat["beta"], "label": label, **ch,
+                                "plaquette_shift": local_disequilibrium(b)})
         if t["Q"][0] is not None:
             pt = (lat["beta"], t["Q"][0], t["Q"][1] or 0.0, b["num_traj"])
             fp = fit_point(lat, b)
@@ -178,12 +185,26 @@ def main(runs_dir: str) -> None:
     plot_rates(rates, rate_fits)
 
 
+def local_disequilibrium(b) -> float:
+    """|⟨cos θ_P⟩ − exact| / (1 − exact): the plaquette's distance from equilibrium in units of the
+    action density. A frozen but locally thermalised chain (HMC, FHMC) is within a few per cent
+    (its Q biases the plaquette slightly); independence-MH chains that accept almost nothing sit on
+    raw flow samples, 100 % or more away."""
+    p, exact = b["observables"]["plaquette"][0], b["exact"]["plaquette"]
+    return abs(p - exact) / (1 - exact)
+
+
 def fit_rates(pts: list[dict]) -> dict:
     """The Poisson fit r = r₀ e^{−cβ} (:func:`trivflow.gauge.tunnelling.fit_rate_exponential`) of
-    the counts of one series at β ≥ RATE_BETA_MIN, every run included (a count is a measurement
-    however frozen the run; a run without a change is the upper limit it is)."""
-    used = sorted((p for p in pts if p["beta"] >= RATE_BETA_MIN), key=lambda p: p["beta"])
-    out = {"points": [{k: p[k] for k in ("L", "beta", "changes", "chain_steps", "rate")} for p in used]}
+    the counts of one series at β ≥ RATE_BETA_MIN, every locally thermalised run included (a count
+    is a measurement however frozen the run; a run without a change is the upper limit it is). A run
+    whose plaquette is off by more than MAX_PLAQUETTE_SHIFT of the action density
+    (:func:`local_disequilibrium`) is excluded: its changes of Q are not those of equilibrium."""
+    at = sorted((p for p in pts if p["beta"] >= RATE_BETA_MIN), key=lambda p: p["beta"])
+    used = [p for p in at if p["plaquette_shift"] <= MAX_PLAQUETTE_SHIFT]
+    out = {"points": [{k: p[k] for k in ("L", "beta", "changes", "chain_steps", "rate")} for p in used],
+           "excluded": [{"L": p["L"], "beta": p["beta"], "plaquette_shift": p["plaquette_shift"]}
+                        for p in at if p not in used]}
     if len({p["beta"] for p in used if p["changes"]}) < 2:  # else no maximum of the likelihood
         out["note"] = (f"{len(used)} point(s) at β ≥ {RATE_BETA_MIN:g}, "
                        f"{len({p['beta'] for p in used if p['changes']})} with changes: no fit")
@@ -207,8 +228,9 @@ def print_rate_table(every_run: list, hmc_rows: list) -> None:
     print("\n## Changes of the integer charge (changes.json, rate_fits.json)\n")
     print("Changes of rint(Q) between consecutive trajectories (IMH: steps) over all chains; rate error: "
           "between-chain standard error or √n/N (n ≥ 1), the larger (docs/theory.md#u1-tunnelling).\n")
-    print("| method:sampler | L | β | changes / chain-steps = rate | per chain (min–max) | rate / HMC's |")
-    print("|---|---|---|---|---|---|")
+    print("| method:sampler | L | β | changes / chain-steps = rate | per chain (min–max) | rate / HMC's | "
+          "plaquette off by (in 1 − P) |")
+    print("|---|---|---|---|---|---|---|")
     hmc = {r["beta"]: r for r in hmc_rows}
     for label, r in every_run:
         pc, h = r.get("per_chain"), hmc.get(r["beta"])
@@ -217,24 +239,26 @@ def print_rate_table(every_run: list, hmc_rows: list) -> None:
         if label != "hmc:hmc" and h and h["changes"] and r["changes"]:
             x = r["rate"][0] / h["rate"][0]
             ratio = paren(x, x * np.hypot(r["rate"][1] / r["rate"][0], h["rate"][1] / h["rate"][0]))
-        print(f"| {r['label']} | {r['L']} | {r['beta']:g} | {rate_cell(r)} | {spread} | {ratio} |")
+        print(f"| {r['label']} | {r['L']} | {r['beta']:g} | {rate_cell(r)} | {spread} | {ratio} | "
+              f"{r['plaquette_shift']:.1%} |")
 
 
 def print_rate_fits(fits: dict) -> None:
     print(f"\nPoisson maximum-likelihood fits of rate = r₀ e^(−cβ), runs at β ≥ {RATE_BETA_MIN:g}:\n")
-    print("| series | points (L: changes) | c | r₀ | deviance/dof |")
-    print("|---|---|---|---|---|")
+    print("| series | points (L: changes) | excluded (L: plaquette off by, in 1 − P) | c | r₀ | deviance/dof |")
+    print("|---|---|---|---|---|---|")
     for label in sorted(fits, key=lambda k: ((ORDER + [k]).index(k.split(":")[0]), k)):
         f = fits[label]
         pts = ", ".join(f"{p['L']}: {p['changes']}" for p in f["points"]) or "none"
+        exc = ", ".join(f"{p['L']}: {p['plaquette_shift']:.0%}" for p in f["excluded"]) or "none"
         e = f.get("exponential")
         if e is None:
-            print(f"| {label} | {pts} | {f['note']} | | |")
+            print(f"| {label} | {pts} | {exc} | {f['note']} | | |")
             continue
         r0 = np.exp(e["log_r0"])
         dev = "— (two points: no dof)" if e["dof"] == 0 else f"{e['deviance']:.2f}/{e['dof']} = " \
             f"{e['deviance'] / e['dof']:.2f}"
-        print(f"| {label} | {pts} | {paren(e['c'], e['c_err'])} | {paren(r0, r0 * e['log_r0_err'])} | {dev} |")
+        print(f"| {label} | {pts} | {exc} | {paren(e['c'], e['c_err'])} | {paren(r0, r0 * e['log_r0_err'])} | {dev} |")
 
 
 def plot_rates(rates: dict, fits: dict) -> None:
