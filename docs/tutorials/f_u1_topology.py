@@ -115,9 +115,13 @@ assert np.max(np.abs(res_fhmc.observables["Q"] - np.round(res_fhmc.observables["
 # The chains are replicas of one ensemble; `gamma_method` gives the mean, its error with the
 # autocorrelation taken into account and τ_int with Wolff's automatic window (S_τ = 4). The cost of
 # one independent Q is 2τ_int(Q) trajectories, i.e. 2τ_int(Q) × (leapfrog steps) force
-# evaluations; an FHMC force is a pass of the flow and its VJP, far dearer than an HMC force.
+# evaluations; an FHMC force is a pass of the flow and its VJP, far dearer than an HMC force. The
+# rate of changes of the integer charge per trajectory (`change_rate`,
+# [Theory](../theory.md#u1-tunnelling)) is a measurement even where a run is too short for τ_int(Q).
 
 # %%
+from trivflow.gauge.tunnelling import change_rate
+
 rows = {}
 for name, res, steps in [("HMC", res_hmc, 20), ("FHMC", res_fhmc, F_STEPS)]:
     g = {k: analysis.gamma_method(res.observables[k]) for k in ("plaquette", "Q", "Q2")}
@@ -128,6 +132,8 @@ for name, res, steps in [("HMC", res_hmc, 20), ("FHMC", res_fhmc, F_STEPS)]:
           f"      plaquette {g['plaquette'].mean:.5f} ± {g['plaquette'].err:.5f} "
           f"(exact {EXACT['plaquette']:.5f}, {sigma['plaquette']:+.1f}σ)\n"
           f"      <Q^2> {g['Q2'].mean:.3f} ± {g['Q2'].err:.3f} (exact {EXACT['Q2']:.3f}, {sigma['Q2']:+.1f}σ)\n"
+          f"      changes of Q per trajectory {change_rate(res.observables['Q'])[0]:.4f} ± "
+          f"{change_rate(res.observables['Q'])[1]:.4f}\n"
           f"      tau_int(Q) {g['Q'].tau_int:.2f} ± {g['Q'].tau_int_err:.2f} (W={g['Q'].window}), "
           f"force evaluations per independent Q {2 * g['Q'].tau_int * steps:.0f}, "
           f"{2e3 * g['Q'].tau_int / res.traj_per_second:.2f} ms of this CPU")

@@ -61,7 +61,7 @@ HERE = Path(__file__).parent
 #: the second fit of each series keeps β ≥ BETA_MIN (module docstring)
 BETA_MIN = 2.0
 ORDER = ["hmc", "hmc-long", "fhmc", "fhmc-long", "fhmc-reuse4", "fhmc-reuse4-long", "fhmc-reuse8", "fhmc-reuse8-long",
-         "imh"]
+         "fhmc-depth16", "fhmc-depth16-eps40", "fhmc-depth24-eps40", "imh"]
 #: the fits of the rate of changes of Q keep β ≥ RATE_BETA_MIN: over β ≥ 2 HMC's deviance/dof was 237,
 #: the local slope of log(rate) growing from 1.0 (β = 2 → 3.125) to 1.5, 1.7 and 2.3 — the
 #: exponential holds only at weak coupling, where Q changes through one plaquette at ±π
@@ -71,6 +71,12 @@ RATE_BETA_MIN = 4.5
 MAX_PLAQUETTE_SHIFT = 0.1
 #: suffix of a longer rerun of a method (module docstring)
 LONG = "-long"
+
+
+def order_key(label: str) -> tuple:
+    """Sort key of a ``method[:sampler]`` label: the methods of ORDER first, in its order."""
+    method = label.split(":")[0]
+    return (ORDER.index(method) if method in ORDER else len(ORDER), label)
 
 
 def rows(runs_dir: Path):
@@ -247,7 +253,7 @@ def print_rate_fits(fits: dict) -> None:
     print(f"\nPoisson maximum-likelihood fits of rate = r₀ e^(−cβ), runs at β ≥ {RATE_BETA_MIN:g}:\n")
     print("| series | points (L: changes) | excluded (L: plaquette off by, in 1 − P) | c | r₀ | deviance/dof |")
     print("|---|---|---|---|---|---|")
-    for label in sorted(fits, key=lambda k: ((ORDER + [k]).index(k.split(":")[0]), k)):
+    for label in sorted(fits, key=order_key):
         f = fits[label]
         pts = ", ".join(f"{p['L']}: {p['changes']}" for p in f["points"]) or "none"
         exc = ", ".join(f"{p['L']}: {p['plaquette_shift']:.0%}" for p in f["excluded"]) or "none"
@@ -332,7 +338,7 @@ def print_fits(fits: dict) -> None:
     print("| method:sampler | points (L: τ_int(Q)) | excluded (L: R-hat(Q)) | τ = a e^{cβ}: c | a | χ²/dof "
           "| τ = b β^p: p | χ²/dof |")
     print("|---|---|---|---|---|---|---|---|")
-    for label, f in sorted(fits.items(), key=lambda kv: ((ORDER + [kv[0]]).index(kv[0].split(":")[0]), kv[0])):
+    for label, f in sorted(fits.items(), key=lambda kv: order_key(kv[0])):
         pts = ", ".join(f"{p['L']}: {paren(p['tau'], p['tau_err'])}" for p in f["points"]) or "none"
         exc = ", ".join(f"{p['L']}: {p['rhat_Q']:.2f}" for p in f["excluded"]) or "none"
         e, w = f.get("exponential"), f.get("power")

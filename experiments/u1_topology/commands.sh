@@ -13,6 +13,7 @@
 #   fhmc-reuse8_L16  the same at L = 16, beta = 8
 # and the table and plot: python experiments/u1_topology/analyze.py experiments/u1_topology/runs.
 # HMC16LONG=1 (added later): HMC at L = 16, beta = 8 with 16 x 100000 trajectories (rate of changes of Q).
+# DEPTH=1 (added later): FHMC at L = 12, beta = 4.5 with flows of 16 and 24 coupling layers.
 # LONG=1 (added later, ~1 h on a shared 2-core CPU): fhmc-reuse8-long_L12, the L = 8 flow reused at
 #   L = 12 for 16 x 1500 trajectories (a longer rerun of fhmc-reuse8_L12), and fhmc_L16, FHMC with a
 #   flow trained at L = 16, beta = 8 (16 x 600 trajectories).
@@ -186,6 +187,25 @@ if [ "${LARGE:-0}" = 1 ]; then
       progress=false quiet=true hydra.run.dir=$RUNS/imh_L$1
     keep $RUNS/imh_L$1 imh_L$1
   done
+fi
+if [ "${DEPTH:-0}" = 1 ]; then
+  # (added later, with the rate of changes of Q) deeper gauge flows at L = 12, beta = 4.5: 16 and 24 coupling
+  # layers instead of 8 (each plaquette moved by 4 or 6 layers instead of 2, so the composed circle map may
+  # reach h' = 2.62^4 ~ 47 or 2.62^6 ~ 320 instead of 6.9), trained as fhmc_L12 (500 steps x 32); FHMC
+  # 16 x 400 after 50. The 16-layer flow at eps = 1/20 accepted 0.34, so it was rerun at eps = 1/40 from
+  # its checkpoint, and the 24-layer flow was run at eps = 1/40 only (its run at 1/20 was stopped in training)
+  nice -n 19 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=12 lattice.beta=4.5 \
+    flow.num_layers=16 sampler.num_chains=16 sampler.num_traj=400 sampler.num_therm=50 sampler.num_steps=20 \
+    train.steps=500 train.batch_size=32 train.log_every=50 progress=false hydra.run.dir=$RUNS/fhmc-depth16_L12
+  keep $RUNS/fhmc-depth16_L12 fhmc-depth16_L12
+  nice -n 10 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=12 lattice.beta=4.5 \
+    sampler.num_chains=16 sampler.num_traj=400 sampler.num_therm=50 sampler.num_steps=40 \
+    flow.checkpoint=$RUNS/fhmc-depth16_L12 progress=false quiet=true hydra.run.dir=$RUNS/fhmc-depth16-eps40_L12
+  keep $RUNS/fhmc-depth16-eps40_L12 fhmc-depth16-eps40_L12
+  nice -n 10 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=12 lattice.beta=4.5 \
+    flow.num_layers=24 sampler.num_chains=16 sampler.num_traj=400 sampler.num_therm=50 sampler.num_steps=40 \
+    train.steps=500 train.batch_size=32 train.log_every=50 progress=false hydra.run.dir=$RUNS/fhmc-depth24-eps40_L12
+  keep $RUNS/fhmc-depth24-eps40_L12 fhmc-depth24-eps40_L12
 fi
 # the changes of Q of every kept run, from its chains file in $RUNS (runs/<name>/changes.json; added later:
 # the runs of this record were made in several scratch directories, all given to changes.py)
