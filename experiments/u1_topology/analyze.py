@@ -269,13 +269,18 @@ def print_rate_fits(fits: dict) -> None:
 
 def plot_rates(rates: dict, fits: dict) -> None:
     """rate_vs_beta.png: the rate of changes of Q vs β per series (log scale), a run without a change
-    drawn as a downward arrow at 1/N, the Poisson fits as dashed lines over their β range."""
+    drawn as a downward arrow at 1/N, a run not even locally thermalised (:func:`local_disequilibrium`)
+    as a cross, the Poisson fits as dashed lines over their β range."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.5, 4.5))
     ax = fig.add_subplot()
     for i, label in enumerate(sorted(rates)):
         color, pts = f"C{i}", sorted(rates[label], key=lambda r: r["beta"])
+        off = [r for r in pts if r["plaquette_shift"] > MAX_PLAQUETTE_SHIFT]  # not thermalised: crosses only
+        ax.plot([r["beta"] for r in off], [r["rate"][0] if r["changes"] else 1 / r["chain_steps"] for r in off],
+                "x", color=color)
+        pts = [r for r in pts if r not in off]
         seen = [r for r in pts if r["changes"]]
         lower = [min(r["rate"][1], 0.9 * r["rate"][0]) for r in seen]  # a log axis: clip bars that reach 0
         ax.errorbar([r["beta"] for r in seen], [r["rate"][0] for r in seen],
@@ -294,8 +299,8 @@ def plot_rates(rates: dict, fits: dict) -> None:
     ax.set_ylim(bottom=floor / 30)  # the fits' extrapolation to β = 18 would otherwise set the scale
     ax.set_xlabel("β  (L = √(32 β))")
     ax.set_ylabel("changes of Q per trajectory / IMH step")
-    ax.set_title(f"2D U(1), β = L²/32 (open ▽: no change in N chain-steps, drawn at 1/N; fits: β ≥ {RATE_BETA_MIN:g})",
-                 fontsize=8)
+    ax.set_title("2D U(1), β = L²/32 (▽: no change in N chain-steps, at 1/N; ×: not thermalised; "
+                 f"fits: β ≥ {RATE_BETA_MIN:g})", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(HERE / "rate_vs_beta.png", dpi=120)
