@@ -14,6 +14,7 @@
 # and the table and plot: python experiments/u1_topology/analyze.py experiments/u1_topology/runs.
 # HMC16LONG=1 (added later): HMC at L = 16, beta = 8 with 16 x 100000 trajectories (rate of changes of Q).
 # DEPTH=1 (added later): FHMC at L = 12, beta = 4.5 with flows of 16 and 24 coupling layers.
+# L16LONG=1 (added later): FHMC at L = 16, beta = 8 with the flow of fhmc_L16, 32 x 1000 trajectories.
 # LONG=1 (added later, ~1 h on a shared 2-core CPU): fhmc-reuse8-long_L12, the L = 8 flow reused at
 #   L = 12 for 16 x 1500 trajectories (a longer rerun of fhmc-reuse8_L12), and fhmc_L16, FHMC with a
 #   flow trained at L = 16, beta = 8 (16 x 600 trajectories).
@@ -206,6 +207,15 @@ if [ "${DEPTH:-0}" = 1 ]; then
     flow.num_layers=24 sampler.num_chains=16 sampler.num_traj=400 sampler.num_therm=50 sampler.num_steps=40 \
     train.steps=500 train.batch_size=32 train.log_every=50 progress=false hydra.run.dir=$RUNS/fhmc-depth24-eps40_L12
   keep $RUNS/fhmc-depth24-eps40_L12 fhmc-depth24-eps40_L12
+fi
+if [ "${L16LONG:-0}" = 1 ]; then
+  # (added later, after LONG=1, which made $RUNS/fhmc_L16) FHMC at L = 16, beta = 8 with the flow trained
+  # there, 32 chains x 1000 trajectories after 50 in 25 steps (eps = 1/25, as fhmc_L16): enough
+  # chain-trajectories to count a few changes of Q (fhmc_L16 saw 1 in 16 x 600); replaces it in the fits
+  nice -n 10 $PY -m trivflow.run experiment=u1_topology 'baselines=[]' lattice.L=16 lattice.beta=8.0 \
+    sampler.num_chains=32 sampler.num_traj=1000 sampler.num_therm=50 sampler.num_steps=25 \
+    flow.checkpoint=$RUNS/fhmc_L16 progress=false quiet=true hydra.run.dir=$RUNS/fhmc-long_L16
+  keep $RUNS/fhmc-long_L16 fhmc-long_L16
 fi
 # the changes of Q of every kept run, from its chains file in $RUNS (runs/<name>/changes.json; added later:
 # the runs of this record were made in several scratch directories, all given to changes.py)
