@@ -128,12 +128,12 @@ for name, res, steps in [("HMC", res_hmc, 20), ("FHMC", res_fhmc, F_STEPS)]:
     emdh = analysis.gamma_method(np.exp(-res.delta_H))
     rows[name] = (g, emdh)
     sigma = {k: (g[k].mean - EXACT[k]) / g[k].err for k in EXACT}
+    rate, rate_err = change_rate(res.observables["Q"])
     print(f"{name:5s} acc {res.acceptance:.3f}  <exp(-dH)> {emdh.mean:.4f} ± {emdh.err:.4f}\n"
           f"      plaquette {g['plaquette'].mean:.5f} ± {g['plaquette'].err:.5f} "
           f"(exact {EXACT['plaquette']:.5f}, {sigma['plaquette']:+.1f}σ)\n"
           f"      <Q^2> {g['Q2'].mean:.3f} ± {g['Q2'].err:.3f} (exact {EXACT['Q2']:.3f}, {sigma['Q2']:+.1f}σ)\n"
-          f"      changes of Q per trajectory {change_rate(res.observables['Q'])[0]:.4f} ± "
-          f"{change_rate(res.observables['Q'])[1]:.4f}\n"
+          f"      changes of Q per trajectory {rate:.4f} ± {rate_err:.4f}\n"
           f"      tau_int(Q) {g['Q'].tau_int:.2f} ± {g['Q'].tau_int_err:.2f} (W={g['Q'].window}), "
           f"force evaluations per independent Q {2 * g['Q'].tau_int * steps:.0f}, "
           f"{2e3 * g['Q'].tau_int / res.traj_per_second:.2f} ms of this CPU")

@@ -150,11 +150,10 @@ def main(runs_dir: str) -> None:
         base = f"{method.removesuffix(LONG)}:{sampler}"
         ch = changes_of(run_dir, b)
         if ch is not None:  # a longer rerun replaces the shorter one at its L, as for τ below
-            every_run.append((base, {"L": lat["L"], "beta": lat["beta"], "label": label, **ch,
-                                     "plaquette_shift": local_disequilibrium(b)}))
+            row = {"L": lat["L"], "beta": lat["beta"], "label": label, **ch, "plaquette_shift": local_disequilibrium(b)}
+            every_run.append((base, row))
             rates[base] = [r for r in rates.get(base, []) if r["L"] != lat["L"] or not method.endswith(LONG)]
-            rates[base].append({"L": lat["L"], "beta": lat["beta"], "label": label, **ch,
-                                "plaquette_shift": local_disequilibrium(b)})
+            rates[base].append(row)
         if t["Q"][0] is not None:
             pt = (lat["beta"], t["Q"][0], t["Q"][1] or 0.0, b["num_traj"])
             fp = fit_point(lat, b)

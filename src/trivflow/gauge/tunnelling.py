@@ -114,7 +114,8 @@ def fit_rate_exponential(beta, changes, steps, *, max_iter: int = 100, tol: floa
     # start from the weighted least squares of log((n + 1/2)/N): finite for n = 0
     y = np.log((n + 0.5) / N)
     theta = np.linalg.lstsq(x * np.sqrt(n + 0.5)[:, None], y * np.sqrt(n + 0.5), rcond=None)[0]
-    def loglik(t):
+
+    def loglik(t):  # Σ [n log μ − μ] up to the constant Σ n log N
         eta = x @ t
         return float(np.sum(n * eta - N * np.exp(eta)))
 
