@@ -90,7 +90,9 @@ def test_fhmc_with_an_untrained_flow_reproduces_hmc():
     pos = hmc.random_positions(jax.random.key(10), 32, THEORY.shape)
     ref = hmc.run_chains(jax.random.key(11), hmc.phi4_kernel(10), pos, params["theory"],
                          measure_fn=hmc.phi4_measure, **common)
-    kernel = hmc.fhmc_kernel(hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn)
+    # the force through the flow's block layout, as the application runs φ⁴ (test_block_force.py)
+    kernel = hmc.fhmc_kernel(hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn,
+                             block_value_and_grad_fn=hmc.phi4_block_value_and_grad)
     measure = hmc.pulled_back_measure(hmc.phi4_measure)
     res = hmc.run_chains(jax.random.key(12), kernel, pos, params, measure_fn=measure, **common)
     assert res.acceptance > 0.8

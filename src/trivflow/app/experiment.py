@@ -407,7 +407,8 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
     params = {"flow": flow.flow, "theory": theory_params}
     if name == "fhmc":
         kernel = fhmc_kernel(theory.potential_fn, num_steps=s.num_steps, integrator=s.integrator,
-                             force_fn=theory.force_fn, **options)
+                             force_fn=theory.force_fn,
+                             block_value_and_grad_fn=getattr(theory, "block_value_and_grad_fn", None), **options)
         measure = pulled_back_measure(theory.measure_fn)
         return hmc.run_chains(key_run, kernel, positions, params, measure_fn=measure, **hmc_args)
     if name == "imh":

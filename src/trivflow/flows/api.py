@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ..dtypes import canonical_compute_dtype
-from .checkerboard import check_lattice_shape
+from .checkerboard import check_lattice_shape, from_blocks, to_blocks
 from .config import FlowConfig
 from .layers import Compose, Conditioner
 from .pullback import forward_and_pullback
@@ -124,6 +124,27 @@ def flow_forward_and_pullback(graphdef: nnx.GraphDef, params: nnx.State, z: jnp.
     """
     check_lattice_shape(jnp.shape(z), what="flow_forward_and_pullback")
     return forward_and_pullback(nnx.merge(graphdef, params), z)
+
+
+def flow_supports_blocks(graphdef: nnx.GraphDef, params: nnx.State) -> bool:
+    """Whether the flow has :func:`flow_forward_and_pullback_blocks` (coupling layers with
+    minimal conditioners and the global rescaling; decided by the structure alone)."""
+    return bool(getattr(nnx.merge(graphdef, params), "supports_blocks", False))
+
+
+def flow_forward_and_pullback_blocks(graphdef: nnx.GraphDef, params: nnx.State, z: jnp.ndarray):
+    """:func:`flow_forward_and_pullback` with φ and φ̄ as 2×2 blocks
+    (:func:`~trivflow.flows.checkerboard.to_blocks`), the layout the coupling layers compute in:
+    ``(φ blocks, log_det, pullback)`` with ``pullback(φ̄ blocks, ld̄) -> z̄`` of z's shape. The
+    FHMC force uses it with a theory whose action and force work on blocks (φ⁴), which saves
+    interleaving φ and splitting the force again. Needs :func:`flow_supports_blocks`."""
+    check_lattice_shape(jnp.shape(z), what="flow_forward_and_pullback_blocks")
+    module = nnx.merge(graphdef, params)
+    if not getattr(module, "supports_blocks", False):
+        raise TypeError(f"{type(module).__name__} has no block pullback (flow_supports_blocks is False): "
+                        "use flow_forward_and_pullback")
+    blocks, log_det, pullback = module.forward_and_pullback_blocks(to_blocks(z))
+    return blocks, log_det, lambda phi_bar, log_det_bar: from_blocks(pullback(phi_bar, log_det_bar))
 
 
 def with_compute_dtype(graphdef: nnx.GraphDef, params: nnx.State, compute_dtype) -> nnx.GraphDef:

@@ -89,6 +89,23 @@ class Flow:
 
         return vjp_of(lambda x: self.forward_fn(self.params, x), z)
 
+    @property
+    def supports_blocks(self) -> bool:
+        """Whether :meth:`forward_and_pullback_blocks` is available: a module flow of coupling
+        layers with minimal conditioners (and the global rescaling); never a callable flow."""
+        if self.graphdef is None:
+            return False
+        from .api import flow_supports_blocks
+
+        return flow_supports_blocks(self.graphdef, self.params)
+
+    def forward_and_pullback_blocks(self, z: jnp.ndarray):
+        """:meth:`forward_and_pullback` with φ and φ̄ as 2×2 blocks
+        (:func:`trivflow.flows.flow_forward_and_pullback_blocks`); needs :attr:`supports_blocks`."""
+        from .api import flow_forward_and_pullback_blocks
+
+        return flow_forward_and_pullback_blocks(self.graphdef, self.params, z)
+
     def module(self) -> nnx.Module:
         """The NNX module of a module flow (merged; for composing and inspection)."""
         if self.graphdef is None:

@@ -8,7 +8,15 @@ from .flowed import fhmc_kernel, pulled_back_measure, pulled_back_potential, pul
 from .fourier import MOMENTUM_DRAWS, FourierMetric, lattice_mass, momentum_draw
 from .integrators import INTEGRATORS, OMELYAN_LAMBDA, get_integrator, kinetic_energy, leapfrog, omelyan
 from .kernel import DIVERGENCE_THRESHOLD, HMCInfo, HMCKernel, HMCState, build_kernel
-from .phi4 import phi4_force_fn, phi4_kernel, phi4_measure, phi4_params, phi4_potential, phi4_value_and_grad
+from .phi4 import (
+    phi4_block_value_and_grad,
+    phi4_force_fn,
+    phi4_kernel,
+    phi4_measure,
+    phi4_params,
+    phi4_potential,
+    phi4_value_and_grad,
+)
 
 __all__ = [
     "DIVERGENCE_THRESHOLD",
@@ -27,6 +35,7 @@ __all__ = [
     "HMCState",
     "build_kernel",
     "fhmc_kernel",
+    "phi4_block_value_and_grad",
     "phi4_force_fn",
     "pulled_back_measure",
     "pulled_back_potential",

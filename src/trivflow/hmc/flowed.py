@@ -38,17 +38,30 @@ def pulled_back_potential(potential_fn: Callable) -> Callable:
     return potential
 
 
-def pulled_back_value_and_grad(potential_fn: Callable, force_fn: Callable | None = None) -> Callable:
+def pulled_back_value_and_grad(potential_fn: Callable, force_fn: Callable | None = None,
+                               block_value_and_grad_fn: Callable | None = None) -> Callable:
     """``(φ̃, params) -> (S̃, ∂S̃/∂φ̃)`` with one VJP through the flow ``params["flow"]``.
 
     Args:
         potential_fn: as in :func:`pulled_back_potential`.
         force_fn: optional analytic ``(phi, theory_params) -> ∂U/∂φ``; without it the action is
             differentiated by autodiff as well.
+        block_value_and_grad_fn: optional ``(phi_blocks, theory_params) -> (U, ∂U/∂φ blocks)``
+            of a 2D field given by its 2×2 blocks (:func:`trivflow.flows.checkerboard.to_blocks`;
+            φ⁴: :func:`trivflow.lattice.phi4_block_value_and_grad`). Used with flows that compute
+            in blocks (``flow.supports_blocks``): φ and the force then never leave the block
+            layout, which saves interleaving φ, rolling it on the lattice and splitting the
+            force again (≈ 20–30 % of the force on CPU). The same force, to the bit where
+            ``block_value_and_grad_fn`` adds the same terms in the same order (φ⁴ does).
     """
 
     def value_and_grad(phi_tilde, params):
-        phi, log_det, pullback = params["flow"].forward_and_pullback(phi_tilde)
+        flow = params["flow"]
+        if block_value_and_grad_fn is not None and flow.supports_blocks:
+            blocks, log_det, pullback = flow.forward_and_pullback_blocks(phi_tilde)
+            action, force = block_value_and_grad_fn(blocks, params["theory"])
+            return action - log_det, pullback(force, -1.0)
+        phi, log_det, pullback = flow.forward_and_pullback(phi_tilde)
         if force_fn is None:
             action, force = jax.value_and_grad(potential_fn)(phi, params["theory"])
         else:
@@ -76,9 +89,13 @@ def pulled_back_measure(measure_fn: Callable) -> Callable:
 
 
 def fhmc_kernel(potential_fn: Callable, *, num_steps: int, integrator: str = "leapfrog",
-                force_fn: Callable | None = None, metric=None, momentum_draw: str = "threefry") -> HMCKernel:
-    """The HMC kernel on S̃, with ``params = {"flow": Flow, "theory": theory_params}``; ``metric``
-    (Fourier acceleration in φ̃) and ``momentum_draw`` as in :func:`trivflow.hmc.build_kernel`."""
+                force_fn: Callable | None = None, block_value_and_grad_fn: Callable | None = None,
+                metric=None, momentum_draw: str = "threefry") -> HMCKernel:
+    """The HMC kernel on S̃, with ``params = {"flow": Flow, "theory": theory_params}``;
+    ``force_fn`` and ``block_value_and_grad_fn`` as in :func:`pulled_back_value_and_grad` (a
+    theory's ``force_fn`` and ``block_value_and_grad_fn``), ``metric`` (Fourier acceleration in
+    φ̃) and ``momentum_draw`` as in :func:`trivflow.hmc.build_kernel`."""
     return build_kernel(pulled_back_potential(potential_fn), num_steps=num_steps, integrator=integrator,
-                        value_and_grad_fn=pulled_back_value_and_grad(potential_fn, force_fn),
+                        value_and_grad_fn=pulled_back_value_and_grad(potential_fn, force_fn,
+                                                                     block_value_and_grad_fn),
                         metric=metric, momentum_draw=momentum_draw)

@@ -7,10 +7,25 @@ code written against ``trivflow.hmc``.
 
 from __future__ import annotations
 
-from ..lattice.theory import Phi4Theory, phi4_force_fn, phi4_measure, phi4_potential, phi4_value_and_grad
+from ..lattice.theory import (
+    Phi4Theory,
+    phi4_block_value_and_grad,
+    phi4_force_fn,
+    phi4_measure,
+    phi4_potential,
+    phi4_value_and_grad,
+)
 from .kernel import HMCKernel, build_kernel
 
-__all__ = ["phi4_force_fn", "phi4_kernel", "phi4_measure", "phi4_params", "phi4_potential", "phi4_value_and_grad"]
+__all__ = [
+    "phi4_block_value_and_grad",
+    "phi4_force_fn",
+    "phi4_kernel",
+    "phi4_measure",
+    "phi4_params",
+    "phi4_potential",
+    "phi4_value_and_grad",
+]
 
 
 def phi4_params(theory: Phi4Theory, dtype=None) -> dict:

@@ -18,6 +18,7 @@ from .presets import LINE_OF_CONSTANT_PHYSICS, preset
 from .theory import (
     FreeTheory,
     Phi4Theory,
+    phi4_block_value_and_grad,
     phi4_force_fn,
     phi4_measure,
     phi4_potential,
@@ -41,6 +42,7 @@ __all__ = [
     "magnetization",
     "phi4_action",
     "phi4_force",
+    "phi4_block_value_and_grad",
     "phi4_force_fn",
     "phi4_measure",
     "phi4_observables",

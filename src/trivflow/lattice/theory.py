@@ -20,7 +20,7 @@ import numpy as np
 from ..dtypes import default_float
 from ..errors import ParameterError, must_be
 from .observables import default_plateau, effective_mass, phi4_observables
-from .phi4 import phi4_action, phi4_force
+from .phi4 import block_phi4_value_and_grad, phi4_action, phi4_force
 
 
 def phi4_potential(phi, params):
@@ -36,6 +36,12 @@ def phi4_value_and_grad(phi, params):
 def phi4_force_fn(phi, params):
     """∂S/∂φ for ``params = {"beta", "lam"}`` (the analytic force, for FHMC's VJP seed)."""
     return phi4_force(phi, params["beta"], params["lam"])
+
+
+def phi4_block_value_and_grad(blocks, params):
+    """(S, ∂S/∂φ as blocks) of a 2D field given by its 2×2 blocks (FHMC's force inside the
+    coupling flows' block layout, :func:`trivflow.lattice.phi4.block_phi4_value_and_grad`)."""
+    return block_phi4_value_and_grad(blocks, params["beta"], params["lam"])
 
 
 def phi4_measure(phi, params):
@@ -107,6 +113,9 @@ class Phi4Theory:
     measure_fn = staticmethod(phi4_measure)
     value_and_grad_fn = staticmethod(phi4_value_and_grad)
     force_fn = staticmethod(phi4_force_fn)
+    #: (S, ∂S/∂φ) of a 2D field given by its blocks: FHMC with a coupling flow uses it
+    #: (:func:`trivflow.hmc.fhmc_kernel`); flows act on d = 2 only
+    block_value_and_grad_fn = staticmethod(phi4_block_value_and_grad)
 
     def __post_init__(self) -> None:
         validate_theory(self.L, self.d, self.beta, self.lam)
