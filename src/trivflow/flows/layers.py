@@ -110,18 +110,24 @@ class Conditioner(nnx.Module):
         return {b: v[0] for b, v in x.items()}, {b: v[1] for b, v in x.items()}
 
     def coupling_factors(
-        self, source: dict[Block, jnp.ndarray], targets: tuple[Block, ...], *, staged: bool = False
-    ) -> tuple[dict[Block, jnp.ndarray], dict[Block, jnp.ndarray], dict[Block, jnp.ndarray]]:
-        """(s, t, e^{−|s|}) on the ``targets`` blocks, in the compute dtype.
+        self, source: dict[Block, jnp.ndarray], z_targets: dict[Block, jnp.ndarray], *, staged: bool = False
+    ) -> tuple[dict[Block, jnp.ndarray], ...]:
+        """(s, t, m = e^{−|s|}) on the target blocks, in the compute dtype, and the coupling's
+        output y_T = z_T·m + t in z's dtype (:func:`_affine_update`).
 
         ``staged``: a minimal conditioner computes them in one
-        :func:`~trivflow.flows.checkerboard.fusion_stage` (taps, activations and exponential
-        in one loop, outputs materialised on CPU). The FHMC force path uses it; the plain
+        :func:`~trivflow.flows.checkerboard.fusion_stage` (taps, activations, exponential and
+        update in one loop, outputs materialised on CPU). The FHMC force path uses it; the plain
         forward does not (it would slow down training's small batched configurations).
         """
+        targets = tuple(z_targets)
+
+        def with_update(s, t, m):
+            return s, t, m, {b: _affine_update(z_targets[b], m[b], t[b]) for b in targets}
+
         if not (staged and self.is_minimal):
             s, t = self(source, targets)
-            return s, t, {b: jnp.exp(-jnp.abs(v)) for b, v in s.items()}
+            return with_update(s, t, {b: jnp.exp(-jnp.abs(v)) for b, v in s.items()})
         out_act = ACTIVATIONS[self.output_activation]
         if self.kernel_size >= HALO_MIN_KERNEL_SIZE:  # taps as slices of periodically padded inputs
             kernel = self._kernel(0)
@@ -130,19 +136,21 @@ class Conditioner(nnx.Module):
             cdt = self.compute_dtype
             padded = {b: [wrap_pad(v if cdt is None else v.astype(cdt), halo)] for b, v in source.items()}
 
-            def stage_p(padded):
+            def stage_p(padded, z_targets):
                 x = block_conv_padded(kernel, padded, halo, shape, targets)
                 s = {b: out_act(v[0]) for b, v in x.items()}
-                return s, {b: out_act(v[1]) for b, v in x.items()}, {b: jnp.exp(-jnp.abs(v)) for b, v in s.items()}
+                return with_update(s, {b: out_act(v[1]) for b, v in x.items()},
+                                   {b: jnp.exp(-jnp.abs(v)) for b, v in s.items()})
 
-            return fusion_stage(stage_p, self.finite_predicate(source, targets), padded)
+            return fusion_stage(stage_p, self.finite_predicate(source, targets), padded, z_targets)
 
-        def stage(source):
+        def stage(source, z_targets):
             pre_s, pre_t = self.pre_activations(source, targets)
             s = {b: out_act(v) for b, v in pre_s.items()}
-            return s, {b: out_act(v) for b, v in pre_t.items()}, {b: jnp.exp(-jnp.abs(v)) for b, v in s.items()}
+            return with_update(s, {b: out_act(v) for b, v in pre_t.items()},
+                               {b: jnp.exp(-jnp.abs(v)) for b, v in s.items()})
 
-        return fusion_stage(stage, self.finite_predicate(source, targets), source)
+        return fusion_stage(stage, self.finite_predicate(source, targets), source, z_targets)
 
     def finite_predicate(self, source, targets) -> jnp.ndarray:
         """Minimal conditioner: False iff the kernel entries in use sum to NaN (then every
@@ -207,23 +215,27 @@ def _half_forward(cond: Conditioner, blocks, source, targets, *, staged: bool = 
     fusions (~20% of s differ by one ulp between two places in one program), so two separately
     compiled evaluations of the mixed map can differ by ~1e-7 relative.
     """
-    s, t, mult = cond.coupling_factors({b: blocks[b] for b in source}, targets, staged=staged)
+    s, t, mult, y = cond.coupling_factors({b: blocks[b] for b in source}, {b: blocks[b] for b in targets},
+                                          staged=staged)
     new = dict(blocks)
     log_det = 0.0
     residuals = {}
     for b in targets:
-        z = blocks[b]
-        abs_s = jnp.abs(s[b])
         m = mult[b]
-        if m.dtype == z.dtype:
-            new[b] = z * m + t[b]
-            log_det = log_det - jnp.sum(abs_s)
+        new[b] = y[b]
+        if m.dtype == y[b].dtype:
+            log_det = log_det - jnp.sum(jnp.abs(s[b]))
         else:
-            m_f, t_f = m.astype(z.dtype), t[b].astype(z.dtype)
-            new[b] = z * m_f + t_f
-            log_det = log_det + jnp.sum(jnp.log(m_f))
+            log_det = log_det + jnp.sum(jnp.log(m.astype(y[b].dtype)))
         residuals[b] = (s[b], t[b], m)
     return new, log_det, residuals
+
+
+def _affine_update(z, m, t):
+    """y = z·m + t in z's dtype; m and t (computed in the compute dtype) are cast to it first."""
+    if m.dtype == z.dtype:
+        return z * m + t
+    return z * m.astype(z.dtype) + t.astype(z.dtype)
 
 
 def _half_inverse(cond: Conditioner, blocks, source, targets):
