@@ -103,7 +103,8 @@ plt.show()
 
 # %%
 # the trained flow is an argument of the sampler, like the couplings
-fkernel = hmc.fhmc_kernel(hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn)
+fkernel = hmc.fhmc_kernel(hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn,
+                          block_value_and_grad_fn=hmc.phi4_block_value_and_grad)
 res_fhmc = hmc.run_chains(jax.random.key(3), fkernel, positions,
                           {"flow": flow, "theory": theory_params}, step_size=0.1,
                           num_traj=NUM_TRAJ, num_therm=NUM_THERM,

@@ -66,7 +66,8 @@ for L in (8, 16):
     action = partial(lattice.phi4_action, beta=theory.beta, lam=theory.lam)
     mh = training.evaluate_flow(jax.random.key(1), flow, priors.GaussianPrior(theory.shape), action,
                                 batch_size=1000)
-    kernel = hmc.fhmc_kernel(hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn)
+    kernel = hmc.fhmc_kernel(hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn,
+                             block_value_and_grad_fn=hmc.phi4_block_value_and_grad)
     pos = hmc.random_positions(jax.random.key(2), NUM_CHAINS, theory.shape)
     res = hmc.run_chains(jax.random.key(3), kernel, pos, {"flow": flow, "theory": hmc.phi4_params(theory)},
                          step_size=0.1, num_traj=NUM_TRAJ, num_therm=NUM_THERM,

@@ -103,7 +103,8 @@ assert any(not jnp.allclose(x, y) for x, y in zip(a, b)), "the two priors must g
 
 # %%
 flow, _ = trained["interp4"]
-kernel = hmc.fhmc_kernel(hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn)
+kernel = hmc.fhmc_kernel(hmc.phi4_potential, num_steps=10, force_fn=hmc.phi4_force_fn,
+                         block_value_and_grad_fn=hmc.phi4_block_value_and_grad)
 pos = hmc.random_positions(jax.random.key(3), NUM_CHAINS, fine.shape)
 res = hmc.run_chains(jax.random.key(4), kernel, pos, {"flow": flow, "theory": hmc.phi4_params(fine)},
                      step_size=0.1, num_traj=NUM_TRAJ, num_therm=200,

@@ -18,7 +18,10 @@ Conventions (docs/architecture.md#a-new-theory):
 * Optional: ``flow_family``, the theory's own flows (:func:`flow_family`; U(1)'s gauge-equivariant
   flows); a theory without one uses the φ⁴ coupling flows of ``trivflow.flows``. And
   ``analysis_warnings(observables) -> list[str]`` (:func:`analysis_warnings`), warnings only the
-  theory can give about a run's measured series (U(1): a frozen topological charge).
+  theory can give about a run's measured series (U(1): a frozen topological charge). And
+  ``block_value_and_grad_fn(blocks, params) -> (S, ∂S/∂φ blocks)`` (:func:`block_value_and_grad_fn`),
+  the action and force of a 2D field given by its 2×2 blocks, where the coupling flows compute:
+  FHMC's force then stays in that layout (φ⁴; docs/performance.md).
 
 Implementations: :class:`trivflow.lattice.Phi4Theory` (``action=phi4``),
 :class:`trivflow.lattice.FreeTheory` (``action=free``, λ = 0 with exact results) and
@@ -102,6 +105,13 @@ def flow_family(theory):
     gauge-equivariant flows), or None for trivflow's φ⁴ coupling flows (``trivflow.flows``)."""
     family = getattr(theory, "flow_family", None)
     return family.fget(theory) if isinstance(family, property) else family
+
+
+def block_value_and_grad_fn(theory) -> Callable | None:
+    """``theory``'s optional ``block_value_and_grad_fn`` (φ⁴:
+    :func:`trivflow.lattice.phi4_block_value_and_grad`), for
+    :func:`trivflow.hmc.fhmc_kernel`, or None for a theory without one."""
+    return getattr(theory, "block_value_and_grad_fn", None)
 
 
 def analysis_warnings(theory, observables: Mapping[str, Any]) -> list[str]:

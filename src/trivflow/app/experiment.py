@@ -381,6 +381,7 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
     from ..hmc.flowed import fhmc_kernel, pulled_back_measure
     from ..priors import GaussianPrior
     from ..priors.base import as_pytree
+    from ..theory import block_value_and_grad_fn
 
     s = cfg.sampler
     key_init, key_run = jax.random.split(jax.random.key(cfg.seed))
@@ -408,7 +409,7 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
     if name == "fhmc":
         kernel = fhmc_kernel(theory.potential_fn, num_steps=s.num_steps, integrator=s.integrator,
                              force_fn=theory.force_fn,
-                             block_value_and_grad_fn=getattr(theory, "block_value_and_grad_fn", None), **options)
+                             block_value_and_grad_fn=block_value_and_grad_fn(theory), **options)
         measure = pulled_back_measure(theory.measure_fn)
         return hmc.run_chains(key_run, kernel, positions, params, measure_fn=measure, **hmc_args)
     if name == "imh":
