@@ -435,19 +435,7 @@ class Compose(nnx.Module):
     def forward_and_pullback(self, z: jnp.ndarray):
         """``(φ, log_det, pullback)``: the members' pullbacks chained in reverse order; the
         log-det cotangent reaches every member (log_det is their sum)."""
-        log_det = 0.0
-        pullbacks = []
-        for layer in self.layers:
-            z, ld, pb = forward_and_pullback(layer, z)
-            log_det = log_det + ld
-            pullbacks.append(pb)
-
-        def pullback(phi_bar, log_det_bar):
-            for pb in reversed(pullbacks):
-                phi_bar = pb(phi_bar, log_det_bar)
-            return phi_bar
-
-        return z, log_det, pullback
+        return _chain_pullbacks(self.layers, z, forward_and_pullback)
 
     @property
     def supports_blocks(self) -> bool:
@@ -457,18 +445,25 @@ class Compose(nnx.Module):
     def forward_and_pullback_blocks(self, blocks: dict[Block, jnp.ndarray]):
         """:meth:`forward_and_pullback` on a field given by its 2×2 blocks, kept in blocks from
         member to member (no interleaving between them); needs :attr:`supports_blocks`."""
-        log_det = 0.0
-        pullbacks = []
-        for layer in self.layers:
-            blocks, ld, pb = layer.forward_and_pullback_blocks(blocks)
-            log_det = log_det + ld
-            pullbacks.append(pb)
-
-        def pullback(phi_bar, log_det_bar):
-            for pb in reversed(pullbacks):
-                phi_bar = pb(phi_bar, log_det_bar)
-            return phi_bar
-
-        return blocks, log_det, pullback
+        return _chain_pullbacks(self.layers, blocks, lambda layer, x: layer.forward_and_pullback_blocks(x))
 
     __call__ = forward_and_log_det
+
+
+def _chain_pullbacks(layers, x, forward_and_pullback_of):
+    """``(y, log_det, pullback)`` of g_n ∘ … ∘ g_1 from ``forward_and_pullback_of(layer, x) ->
+    (y, log_det, pullback)`` of each member: log-dets summed, pullbacks chained in reverse order
+    with the log-det cotangent passed to every member (log_det is their sum)."""
+    log_det = 0.0
+    pullbacks = []
+    for layer in layers:
+        x, ld, pb = forward_and_pullback_of(layer, x)
+        log_det = log_det + ld
+        pullbacks.append(pb)
+
+    def pullback(y_bar, log_det_bar):
+        for pb in reversed(pullbacks):
+            y_bar = pb(y_bar, log_det_bar)
+        return y_bar
+
+    return x, log_det, pullback
