@@ -267,6 +267,60 @@ def run_training(jax, args) -> list[dict]:
     return rows
 
 
+def run_training_dispatch(jax, args) -> dict:
+    """float64 steps/s of the same training steps dispatched one per call (``make_train_step``,
+    as train_flow ran them before 2026-12-06) and in chunks of ``log_every`` = 50 steps per call
+    (``make_train_chunk``, train_flow's loop now), interleaved repeats; both give the same bits."""
+    import jax.numpy as jnp
+
+    from trivflow.flows import Flow, build_flow, split_flow
+    from trivflow.lattice import phi4_action
+    from trivflow.priors import GaussianPrior
+    from trivflow.training import make_optimizer, make_train_chunk, make_train_step
+
+    L, B, k, n, chunk = args.train_L, args.train_batch, args.train_k, args.train_steps, 50
+    beta, _ = hb.beta_for(L, args.beta)
+    action = functools.partial(phi4_action, beta=beta, lam=args.lam)
+    flow = Flow.from_module(*split_flow(build_flow(kernel_size=k, seed=args.seed, dtype=jnp.float64)))
+    prior = GaussianPrior((L, L), dtype=jnp.float64)
+    opt = make_optimizer(0.01, n)
+    init, step = make_train_step(prior, action, opt, B)
+    run = make_train_chunk(prior, action, opt, B)
+
+    def per_step(state):
+        pending = []
+        for _ in range(n):
+            state, m = step(state)
+            pending.append(m)
+        jax.device_get(pending)
+        return state
+
+    def chunked(state):
+        pending = []
+        for i in range(0, n, chunk):
+            state, m = run(state, min(chunk, n - i))
+            pending.append(m)
+        jax.device_get(pending)
+        return state
+
+    runners = {"per_step": per_step, "chunked": chunked}
+    states = {name: init(jax.tree_util.tree_map(jnp.array, flow), jax.random.key(args.seed)) for name in runners}
+    for name, fn in runners.items():  # compile, warm up
+        states[name] = fn(states[name])
+    rates = {name: [] for name in runners}
+    for _ in range(args.repeats):
+        for name, fn in runners.items():
+            t0 = time.perf_counter()
+            states[name] = fn(states[name])
+            rates[name].append(n / (time.perf_counter() - t0))
+    out = {"L": L, "batch_size": B, "k": k, "dtype": "float64", "steps_per_run": n, "chunk": chunk}
+    for name, v in rates.items():
+        out[name] = {"steps_per_second": statistics.median(v), "steps_per_second_best": max(v),
+                     "steps_per_second_runs": [round(x, 2) for x in v]}
+    out["chunked_over_per_step"] = out["chunked"]["steps_per_second"] / out["per_step"]["steps_per_second"]
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # --profile: the pieces of one trajectory
 # --------------------------------------------------------------------------------------------
@@ -488,6 +542,10 @@ def main(argv=None) -> int:
         training = run_training(jax, args)
         print("training: " + "  ".join(f"{t['dtype']} {t['steps_per_second']:.1f} steps/s" for t in training)
               + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+        report["training_dispatch"] = d = run_training_dispatch(jax, args)
+        print(f"training dispatch (float64): one step per call {d['per_step']['steps_per_second']:.1f} steps/s, "
+              f"{d['chunk']} per call {d['chunked']['steps_per_second']:.1f} steps/s "
+              f"({d['chunked_over_per_step']:.2f}×)", flush=True)
     report.update(points=points, cost_ratio=ratios, training=training)
     report["machine"]["loadavg_end"] = os.getloadavg()
     report["total_seconds"] = time.perf_counter() - t_start

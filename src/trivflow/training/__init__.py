@@ -7,6 +7,7 @@ from .loop import (
     TrainState,
     check_training,
     make_optimizer,
+    make_train_chunk,
     make_train_step,
     train_flow,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "flow_metrics",
     "load_flow",
     "make_optimizer",
+    "make_train_chunk",
     "make_train_step",
     "mh_acceptance",
     "reverse_kl_loss",

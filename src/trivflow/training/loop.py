@@ -1,8 +1,10 @@
 """Reverse-KL training loop (docs/theory.md#training-reverse-kl): optax Adam with cosine decay, jitted step.
 
 The step is one compiled function of a :class:`TrainState` (flow params, optimizer state, key,
-prior batch: arguments, donated, never closed-over constants); the metrics stay on device and
-are fetched once per log interval, where the host checks them and updates the progress bar.
+prior batch: arguments, donated, never closed-over constants); :func:`train_flow` runs up to
+:data:`TRAIN_CHUNK` steps per compiled call (:func:`make_train_chunk`), the metrics stay on
+device and are fetched once per log interval, where the host checks them and updates the
+progress bar.
 """
 
 from __future__ import annotations
@@ -114,11 +116,34 @@ def make_train_step(
     fields), so repeated :func:`train_flow` calls — also with another ensemble of the same
     shape — do not recompile.
     """
+    init, step, _ = _bound_train_functions(prior, action_fn, optimizer, batch_size)
+    return init, step
+
+
+def make_train_chunk(
+    prior,
+    action_fn: Callable,
+    optimizer: optax.GradientTransformation,
+    batch_size: int,
+):
+    """``run(state, n) -> (state, metrics)``: ``n`` (1 ≤ n ≤ :data:`TRAIN_CHUNK`, a runtime
+    argument) steps of :func:`make_train_step` in ONE compiled call, bound to ``prior``;
+    ``metrics[k]`` has :data:`TRAIN_CHUNK` entries, of which the first ``n`` are the steps'
+    metrics (the rest NaN). The same numbers as ``n`` calls of the step, bit for bit
+    (tests/test_training.py), without ``n − 1`` dispatches from Python: :func:`train_flow`
+    runs its steps this way (≈ 8 % more steps/s at L = 8, batch 500 on 2 CPU cores). The
+    state is donated."""
+    return _bound_train_functions(prior, action_fn, optimizer, batch_size)[2]
+
+
+def _bound_train_functions(prior, action_fn, optimizer, batch_size):
+    """(init, step, run) of :func:`build_train_step`, cached on the static inputs, bound to ``prior``."""
     from ..priors.base import as_pytree
 
-    init, step = _cached_train_step(Static(action_fn), Static(optimizer), batch_size)
+    init, step, run = _cached_train_step(Static(action_fn), Static(optimizer), batch_size)
     prior = as_pytree(prior)
-    return functools.partial(init, prior=prior), functools.partial(step, prior=prior)
+    return (functools.partial(init, prior=prior), functools.partial(step, prior=prior),
+            functools.partial(run, prior=prior))
 
 
 @functools.lru_cache(maxsize=16)
@@ -127,13 +152,18 @@ def _cached_train_step(action: Static, optimizer: Static, batch_size: int):
     return build_train_step(action.value, optimizer.value, batch_size)
 
 
+#: Length of the metric buffers of one :func:`make_train_chunk` call: the most steps one call runs.
+TRAIN_CHUNK = 64
+
+
 def build_train_step(
     action_fn: Callable,
     optimizer: optax.GradientTransformation,
     batch_size: int,
 ):
-    """Build ``init(flow, key, prior) -> TrainState`` and the jitted
-    ``step(state, prior) -> (state, metrics)``.
+    """Build ``init(flow, key, prior) -> TrainState``, the jitted
+    ``step(state, prior) -> (state, metrics)`` and the jitted ``run(state, n, prior)`` of ``n``
+    steps in one call (:func:`make_train_chunk`).
 
     One step: w = log r(z) − log|det J_g(z)| + S(g(z)) on the state's prior batch z, the
     gradient of mean w with respect to the flow's parameters, one optimizer update, and a fresh
@@ -168,7 +198,19 @@ def build_train_step(
         flow = optax.apply_updates(flow, updates)
         return TrainState(flow, opt_state, key, *draw(key_z, prior)), flow_metrics(key_mh, w)
 
-    return init, jax.jit(step, donate_argnums=0)
+    def run(state: TrainState, n, prior):
+        # a loop with a runtime trip count: one compilation serves every chunk length
+        shapes = jax.eval_shape(step, state, prior)[1]
+        buffers = {k: jnp.full((TRAIN_CHUNK,), jnp.nan, v.dtype) for k, v in shapes.items()}
+
+        def body(i, carry):
+            state, buffers = carry
+            state, metrics = step(state, prior)
+            return state, {k: buffers[k].at[i].set(metrics[k]) for k in buffers}
+
+        return jax.lax.fori_loop(0, jnp.minimum(n, TRAIN_CHUNK), body, (state, buffers))
+
+    return init, jax.jit(step, donate_argnums=0), jax.jit(run, donate_argnums=0)
 
 
 def _check_train_args(steps, batch_size, lr, log_every) -> None:
@@ -251,7 +293,7 @@ def train_flow(
     from ..state import load_state, save_state
 
     optimizer = make_optimizer(lr, steps)
-    init_fn, step_fn = make_train_step(prior, action_fn, optimizer, batch_size)
+    init_fn, _, run_fn = _bound_train_functions(prior, action_fn, optimizer, batch_size)
     state_path = None if state_path is None else Path(state_path)
     fp = None
     if state_path is not None:
@@ -288,25 +330,32 @@ def train_flow(
             save_state(state_path, {"state": state, "history": hist}, fingerprint=fp, meta=meta)
 
     bar = tqdm(total=steps, initial=done, disable=not progress, desc="train flow", leave=False)
+    i = done
     try:
-        for i in range(done, steps if not complete else done):
-            state, metrics = step_fn(state)
+        while i < (steps if not complete else done):
+            # steps run in chunks of one compiled call that end at log points; the first one is a
+            # single step, so compile_seconds stays the time of the first step
+            log_point = min((i // log_every + 1) * log_every, steps)
+            n = 1 if i == resumed_at else min(log_point - i, TRAIN_CHUNK)
+            state, metrics = run_fn(state, n)
             if i == resumed_at and math.isnan(compile_seconds):
                 jax.block_until_ready(metrics)
                 compile_seconds = time.perf_counter() - t_start
-            pending.append(metrics)
-            if (i + 1) % log_every and i + 1 != steps:
+            pending.append((metrics, n))
+            i += n
+            if i != log_point:
                 continue
-            fetched = jax.device_get(pending)
+            fetched = jax.device_get([m for m, _ in pending])
+            counts = [c for _, c in pending]
             pending = []
             for k in names:
-                history[k].extend(float(m[k]) for m in fetched)
+                history[k].extend(float(x) for m, c in zip(fetched, counts) for x in m[k][:c])
             losses = np.asarray(history["loss"][done:])
             bad = np.flatnonzero(~np.isfinite(losses))
             if bad.size:
                 raise NonFiniteLossError(done + int(bad[0]) + 1, float(losses[bad[0]]), lr)
-            bar.update(i + 1 - done)
-            done = i + 1
+            bar.update(i - done)
+            done = i
             last = {k: history[k][-1] for k in names}
             bar.set_postfix(loss=f"{last['loss']:.4g}", ess=f"{last['ess']:.3f}", acc=f"{last['mh_acceptance']:.3f}")
             n_logs += 1
