@@ -103,6 +103,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--train-batch", type=int, default=500)
     p.add_argument("--train-k", type=int, default=3)
     p.add_argument("--train-dtypes", nargs="+", default=["float64", "float32"], choices=["float64", "float32"])
+    p.add_argument("--train-draws", nargs="+", default=["threefry", "float32"], choices=["threefry", "rbg", "float32"],
+                   help="the Gaussian prior's streams (prior.draw) timed for float64 training")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("benchmarks/out/fhmc.json"),
                    help="JSON output; the Markdown table goes beside it with suffix .md")
@@ -229,10 +231,12 @@ def run_training(jax, args) -> list[dict]:
     beta, _ = hb.beta_for(L, args.beta)
     action = functools.partial(phi4_action, beta=beta, lam=args.lam)
     setups = {}
-    for name in args.train_dtypes:
-        dt = jnp.dtype(name)
-        flow = Flow.from_module(*split_flow(build_flow(kernel_size=k, seed=args.seed, dtype=dt)))
-        setups[name] = (flow, GaussianPrior((L, L), dtype=dt))
+    for dtype in args.train_dtypes:
+        dt = jnp.dtype(dtype)
+        # float32 fields draw float32 normals anyway: the prior's stream options matter for float64
+        for draw in (args.train_draws if dt == jnp.float64 else ["threefry"]):
+            flow = Flow.from_module(*split_flow(build_flow(kernel_size=k, seed=args.seed, dtype=dt)))
+            setups[(dtype, draw)] = (flow, GaussianPrior((L, L), dtype=dt, draw=draw))
 
     def one(name, i):
         flow, prior = setups[name]
@@ -255,7 +259,7 @@ def run_training(jax, args) -> list[dict]:
     for name in setups:
         v = rates[name]
         rows.append({
-            "dtype": name, "L": L, "batch_size": B, "k": k, "beta": beta, "steps_per_run": n,
+            "dtype": name[0], "prior_draw": name[1], "L": L, "batch_size": B, "k": k, "beta": beta, "steps_per_run": n,
             "steps_per_second": statistics.median(v), "steps_per_second_best": max(v),
             "steps_per_second_runs": [round(x, 2) for x in v],
             "spread": (max(v) - min(v)) / statistics.median(v),
@@ -481,10 +485,11 @@ def markdown_table(points: list[dict], ratios: list[dict], training: list[dict],
         lines.append(line)
     text = "\n".join(lines) + "\n"
     if training:
-        text += ("\n| training dtype | L | batch | k | steps/s (median) | best | spread | first call s (compile) |\n"
-                 "|---|---|---|---|---|---|---|---|\n")
+        text += ("\n| training dtype | prior.draw | L | batch | k | steps/s (median) | best | spread "
+                 "| first call s (compile) |\n|---|---|---|---|---|---|---|---|---|\n")
         for t in training:
-            text += (f"| {t['dtype']} | {t['L']} | {t['batch_size']} | {t['k']} | {t['steps_per_second']:.1f} "
+            text += (f"| {t['dtype']} | {t['prior_draw']} | {t['L']} | {t['batch_size']} | {t['k']} "
+                     f"| {t['steps_per_second']:.1f} "
                      f"| {t['steps_per_second_best']:.1f} | {t['spread']:.0%} | {t['first_call_seconds']:.2f} |\n")
     return text
 
@@ -523,6 +528,7 @@ def main(argv=None) -> int:
                   "running each once, interleaved; rates from the median run, *_best from the shortest",
         "training": {"L": args.train_L, "batch_size": args.train_batch, "k": args.train_k,
                      "steps_per_run": args.train_steps, "dtypes": args.train_dtypes,
+                     "prior_draws_float64": args.train_draws,
                      "rate": "(steps − 1) / (wall − first step): compilation and first step excluded"},
     }
     points = []
@@ -540,7 +546,8 @@ def main(argv=None) -> int:
     if args.train_steps > 1:
         t0 = time.perf_counter()
         training = run_training(jax, args)
-        print("training: " + "  ".join(f"{t['dtype']} {t['steps_per_second']:.1f} steps/s" for t in training)
+        print("training: " + "  ".join(f"{t['dtype']} (prior.draw={t['prior_draw']}) "
+                                       f"{t['steps_per_second']:.1f} steps/s" for t in training)
               + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
         report["training_dispatch"] = d = run_training_dispatch(jax, args)
         print(f"training dispatch (float64): one step per call {d['per_step']['steps_per_second']:.1f} steps/s, "

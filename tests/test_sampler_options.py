@@ -242,11 +242,19 @@ def test_options_are_off_by_default():
         (["sampler=nuts", "sampler.fourier_mass=0.2"], "sampler.fourier_mass=0.2 is invalid.*would be ignored"),
         (["sampler=nuts", "sampler.adapt_step_size=true"], "sampler.adapt_step_size=True is invalid.*ignored"),
         (["sampler=imh", "sampler.momentum_draw=rbg"], "sampler.momentum_draw='rbg' is invalid.*ignored"),
+        (["prior.draw=philox"], "prior.draw='philox' is invalid: expected one of"),
+        (["prior.draw=float32"], "prior.draw='float32' is invalid.*ignored"),  # the default job trains no flow
+        (["sampler=fhmc", "prior=interp", "prior.draw=rbg"], "prior.draw='rbg' is invalid.*ignored"),
     ],
 )
 def test_bad_option_values_fail_before_compute(overrides, message):
     with pytest.raises(ValueError, match=message):
         validate(compose_cfg(overrides))
+
+
+def test_prior_draw_is_accepted_where_a_flow_trains_from_the_gaussian_prior():
+    validate(compose_cfg(["sampler=fhmc", "prior.draw=float32"]))
+    validate(compose_cfg(["sampler=imh", "prior.draw=rbg"]))
 
 
 def test_experiment_records_the_adapted_step_size(tmp_path):

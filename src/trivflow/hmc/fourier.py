@@ -19,25 +19,23 @@ M⁻¹. The draw π = M^{1/2} ξ with ξ ~ N(0, 1) on every site gives cov(π) =
 is computed as ½ Σ_x π_x (M⁻¹π)_x in position space (the same number as the sum over the full
 spectrum, without counting the real-FFT half twice).
 
-The momentum draw ξ ~ N(0, 1) itself (:func:`momentum_draw`) is JAX's threefry normal by
-default; ``"rbg"`` draws the same distribution from XLA's RngBitGenerator (a different random
-stream, seeded from the threefry key), ``"float32"`` draws float32 normals and casts them up
-(a different stream, and N(0, 1) rounded to float32's 24-bit mantissa: relative changes of
-≲ 6e-8 in π, invisible next to statistical errors).
+The momentum draw ξ ~ N(0, 1) itself (:func:`momentum_draw`) is one of
+:data:`trivflow.draws.NORMAL_DRAWS`: JAX's threefry normal by default, ``"rbg"`` or ``"float32"``
+(another random stream, the same distribution; :mod:`trivflow.draws`).
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..draws import NORMAL_DRAWS, normal_draw
 from ..errors import must_be
 
 #: ``sampler.momentum_draw`` values (:func:`momentum_draw`)
-MOMENTUM_DRAWS = ("threefry", "rbg", "float32")
+MOMENTUM_DRAWS = NORMAL_DRAWS
 
 
 def lattice_mass(shape: tuple[int, ...], beta: float, mass2: float) -> np.ndarray:
@@ -91,18 +89,7 @@ class FourierMetric:
 
 
 def momentum_draw(name: str = "threefry") -> Callable:
-    """``draw(key, shape, dtype) -> ξ ~ N(0, 1)`` (module docstring): ``"threefry"`` (JAX's
-    default, the reference stream), ``"rbg"`` or ``"float32"``."""
-    if name == "threefry":
-        return jax.random.normal
-    if name == "rbg":
-        def draw_rbg(key, shape, dtype):
-            # 4 threefry words seed XLA's RngBitGenerator; the bulk draw is RBG's
-            seed = jax.random.bits(key, (4,), jnp.uint32)
-            return jax.random.normal(jax.random.wrap_key_data(seed, impl="rbg"), shape, dtype)
-        return draw_rbg
-    if name == "float32":
-        def draw_float32(key, shape, dtype):
-            return jax.random.normal(key, shape, jnp.float32).astype(dtype)
-        return draw_float32
-    raise must_be("momentum_draw", name, f"one of {list(MOMENTUM_DRAWS)}")
+    """``draw(key, shape, dtype) -> ξ ~ N(0, 1)`` of the momenta: :func:`trivflow.draws.normal_draw`
+    (``"threefry"``, the reference stream, ``"rbg"`` or ``"float32"``), errors naming
+    ``momentum_draw``."""
+    return normal_draw(name, key_name="momentum_draw")

@@ -221,6 +221,8 @@ def derived_prior_config(prior_cfg, name: str) -> dict:
         out.update(dict.fromkeys(MULTILEVEL_KEYS))
     if name != "interp":
         out["noise"] = 0.0
+    if name != "gaussian":
+        out["draw"] = "threefry"
     return out
 
 
@@ -250,8 +252,16 @@ def check_prior_config(prior_cfg, *, L_train: int, beta_train: float, d: int, la
     name = _get(prior_cfg, "name")
     if name not in PRIOR_NAMES:
         raise ValueError(f"prior.name={name!r} is invalid: expected one of {list(PRIOR_NAMES)}")
+    from ..draws import NORMAL_DRAWS
+
+    draw = _get(prior_cfg, "draw", "threefry")
+    if draw not in NORMAL_DRAWS:
+        raise ValueError(f"prior.draw={draw!r} is invalid: expected one of {list(NORMAL_DRAWS)}")
     if name == "gaussian":
         return
+    if draw != "threefry":
+        raise ValueError(f"prior.draw={draw!r} is invalid for prior.name={name!r}: expected 'threefry' (the default; "
+                         f"only prior=gaussian draws its batches from a chosen stream, it would be ignored)")
     if d != 2 and name != "coarse_bigvol":
         raise ValueError(f"lattice.d={d!r} is invalid: expected 2 for prior.name={name!r} (2D interpolation)")
     _refuse_stray_keys(prior_cfg, name)
@@ -292,14 +302,19 @@ def check_prior_config(prior_cfg, *, L_train: int, beta_train: float, d: int, la
                 raise ValueError(str(err).replace("prior.ensemble", key)) from None
 
 
-def build_prior(name: str, *, shape, ensemble=None, noise: float = 0.0, flip_sign: bool = True):
+def build_prior(name: str, *, shape, ensemble=None, noise: float = 0.0, flip_sign: bool = True,
+                draw: str = "threefry"):
     """The prior ``name`` on the training lattice ``shape`` from ``ensemble``
-    (:class:`~trivflow.priors.ensemble.Ensemble`, unused for gaussian)."""
+    (:class:`~trivflow.priors.ensemble.Ensemble`, unused for gaussian); ``draw``: the Gaussian
+    prior's random stream (:class:`~trivflow.priors.GaussianPrior`; gaussian only)."""
     from .base import GaussianPrior
     from .coarse import CoarseTheoryPrior, Interleave4Prior, InterpolationPrior
 
     if name == "gaussian":
-        return GaussianPrior(tuple(shape))
+        return GaussianPrior(tuple(shape), draw=draw)
+    if draw != "threefry":
+        raise ValueError(f"prior.draw={draw!r} is invalid for prior.name={name!r}: expected 'threefry' (only the "
+                         f"gaussian prior draws its batches from a chosen stream)")
     if name not in ENSEMBLE_PRIORS:
         raise ValueError(f"prior.name={name!r} is not a one-level prior (one of {['gaussian', *ENSEMBLE_PRIORS]})")
     th = ensemble.theory
@@ -319,7 +334,9 @@ def make_prior(prior_cfg, *, L_train: int, d: int, lam: float, seed: int, direct
     JSON-friendly description for results.json (name, source theory, ensemble file and size)."""
     name = _get(prior_cfg, "name")
     if name == "gaussian":
-        return build_prior(name, shape=(L_train,) * d), {"name": name}
+        draw = _get(prior_cfg, "draw", "threefry")
+        info = {"name": name} if draw == "threefry" else {"name": name, "draw": draw}  # the stream when not default
+        return build_prior(name, shape=(L_train,) * d, draw=draw), info
     if name in ("interp4_x2", "multilevel"):
         raise ValueError(f"prior.name={name!r} is built level by level by the pipeline (one training per level)")
     theory = source_theory(name, L_train, d, lam, _get(prior_cfg, "beta_coarse"))
