@@ -35,7 +35,20 @@ def setup_jax(args):
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    if os.environ.get("TRIVFLOW_BENCH_THREEFRY") == "unrolled":
+        use_unrolled_threefry_on_cpu()
     return jax
+
+
+def use_unrolled_threefry_on_cpu() -> None:
+    """Benchmark experiment (``TRIVFLOW_BENCH_THREEFRY=unrolled``), not a library feature: lower
+    JAX's threefry hash on CPU with the unrolled rule JAX uses on other platforms instead of its
+    rolled 5-round ``while`` loop. Integer arithmetic, so the same bits; it uses JAX's private
+    lowering registry and changes every program of the process (benchmarks/README.md)."""
+    from jax._src.interpreters import mlir
+    from jax._src.random import threefry2x32
+
+    mlir.register_lowering(threefry2x32.threefry2x32_p, threefry2x32._threefry2x32_lowering_rule, platform="cpu")
 
 
 def beta_for(L: int, override: float | None) -> tuple[float, str]:
@@ -207,6 +220,7 @@ def machine_info(jax, args) -> dict:
         "jaxlib": jaxlib.__version__,
         "numpy": np.__version__,
         "jax_backend": jax.default_backend(),
+        "threefry_lowering_cpu": os.environ.get("TRIVFLOW_BENCH_THREEFRY") or "jax default (rolled)",
         "jax_devices": [str(d) for d in jax.devices()],
         "jax_enable_x64": bool(jax.config.jax_enable_x64),
         "float_precisions": args.dtypes,
