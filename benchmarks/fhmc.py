@@ -105,6 +105,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--train-dtypes", nargs="+", default=["float64", "float32"], choices=["float64", "float32"])
     p.add_argument("--train-draws", nargs="+", default=["threefry", "float32"], choices=["threefry", "rbg", "float32"],
                    help="the Gaussian prior's streams (prior.draw) timed for float64 training")
+    p.add_argument("--host-devices", type=int, default=1,
+                   help="split the CPU into N XLA host devices and shard the chains over them, as the application's "
+                        "cpu_devices does (sets XLA_FLAGS=--xla_force_host_platform_device_count=N before JAX starts; "
+                        "training runs on the first device)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("benchmarks/out/fhmc.json"),
                    help="JSON output; the Markdown table goes beside it with suffix .md")
@@ -132,9 +136,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.therm = 50 if args.therm is None else args.therm
     args.train_steps = 300 if args.train_steps is None else args.train_steps
     # attributes hmc.JaxRunner reads
-    args.prng, args.host_devices, args.dtypes = "threefry", 1, ["float64"]
-    if min(args.num_steps, args.repeats) < 1 or any(k < 1 or k % 2 == 0 for k in args.k):
-        p.error("--num-steps and --repeats must be >= 1, --k odd and >= 1")
+    args.prng, args.dtypes = "threefry", ["float64"]
+    if min(args.num_steps, args.repeats, args.host_devices) < 1 or any(k < 1 or k % 2 == 0 for k in args.k):
+        p.error("--num-steps, --repeats and --host-devices must be >= 1, --k odd and >= 1")
     if any(L % 2 for L in args.L):
         p.error("--L must be even (checkerboard flow)")
     return args
@@ -520,7 +524,7 @@ def main(argv=None) -> int:
                           "full": "exact with phi interleaved for the phi4 force (before the block layout)",
                           "mixed": "compute_dtype=float32 (coupling networks float32)",
                           "autodiff": "float64, force = jax.vjp of flow_forward (pre-pullback implementation)"},
-        "variants": args.variants, "k": args.k, "chains": args.chains,
+        "variants": args.variants, "k": args.k, "chains": args.chains, "host_devices": args.host_devices,
         "measurement": "M, |M|, M², G(0), C(t) after every trajectory, in-scan; FHMC on φ = g(φ̃)",
         "repeats": args.repeats, "target_seconds": args.target_seconds, "therm": args.therm,
         "max_chunk_size": args.chunk_size,

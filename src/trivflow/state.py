@@ -56,7 +56,7 @@ META = "__meta__"
 NON_NUMERIC_KEYS = frozenset({
     "resume", "progress", "quiet", "platform", "experiment", "plots", "keep_state", "sampler.shard",
     "sampler.checkpoint_every", "train.checkpoint_every", "sampler.chunk_size", "train.log_every",
-    "compile_cache", "compile_cache_max_gb",
+    "compile_cache", "compile_cache_max_gb", "cpu_devices",
 })
 
 

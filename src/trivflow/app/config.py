@@ -217,6 +217,7 @@ class Config:
     seed: int = 0
     precision: str = "float64"
     platform: Optional[str] = None  # cpu | gpu | tpu; None lets JAX choose
+    cpu_devices: Any = "auto"  # CPU devices (one per core: hmc/fhmc chains split over them); auto | a positive int
     progress: bool = True
     resume: Any = False  # false | true (latest unfinished run with the same overrides) | a run directory
     keep_state: bool = False  # keep state/ once results.json is written (it is needed only to resume)
@@ -521,6 +522,20 @@ def _validate_priors(c, theory: Phi4Theory) -> None:
                   f"L={L_train} only")
 
 
+def _check_cpu_devices(c) -> None:
+    """``cpu_devices``: ``auto`` or a positive integer that divides ``sampler.num_chains`` where
+    hmc/fhmc chains are split over the CPU devices."""
+    value = getattr(c, "cpu_devices", "auto")
+    if value == "auto":
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        _fail("cpu_devices", value, "auto (one device per core where the chains divide over them) or an integer >= 1")
+    if (value > 1 and c.sampler.shard and c.platform in (None, "cpu") and c.sampler.num_chains % value
+            and any(spec.sampler in ("hmc", "fhmc") for spec in sampler_specs(c))):
+        _fail("cpu_devices", value, f"a divisor of sampler.num_chains={c.sampler.num_chains} (the chains are split "
+              "over the devices), auto, or sampler.shard=false")
+
+
 def _check_representable(lat, precision: str) -> None:
     """Couplings must be finite numbers that the working precision can hold (1e300 is finite in
     float64 but infinite in float32)."""
@@ -641,6 +656,7 @@ def validate(cfg: DictConfig | Config) -> Theory:
         _fail("sampler.min_acceptance", smp.min_acceptance, "a number in [0, 1) (0 disables the frozen-chain check)")
     if c.platform not in PLATFORMS:
         _fail("platform", c.platform, f"one of {list(PLATFORMS)}")
+    _check_cpu_devices(c)
     if c.compile_cache is not None and not str(c.compile_cache).strip():
         _fail("compile_cache", c.compile_cache, "a directory, 'default' (the user cache directory) or null (off)")
     # always bounded: an unbounded process writes entries without the access-time files that a

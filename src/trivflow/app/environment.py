@@ -3,6 +3,7 @@ versions, the results.json header shared by every task, and where β comes from.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import sys
@@ -78,14 +79,94 @@ def _stamp_unbounded_entries(path: Path) -> None:
             atime.write_bytes(entry.stat().st_mtime_ns.to_bytes(8, "little"))  # JAX's format: ns, little-endian
 
 
+#: XLA's flag for the number of CPU devices; a user who sets it in XLA_FLAGS keeps it under ``cpu_devices=auto``
+_XLA_CPU_DEVICES_FLAG = "xla_force_host_platform_device_count"
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask; ``os.cpu_count()`` where the
+    platform has none)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+#: ``cpu_devices=auto`` splits chains over CPU devices only when every device gets at least this
+#: many lattice sites (chains per device × volume): below it the split chunks of HMC ran slower
+#: than one device's (benchmarks/hmc.py --host-devices 2 on 2 cores: L = 8 with 8 chains 3.5×,
+#: with 32 chains 1.4× slower; from 4096 sites per device equal or up to 1.8× faster).
+MIN_SITES_PER_DEVICE = 4096
+
+
+def cpu_device_count(setting, num_chains: int, volume: int, samplers, cores: int | None = None) -> int:
+    """The number of CPU devices a job asks JAX for (the application's key ``cpu_devices``).
+
+    ``setting`` a positive int: that many. ``"auto"``: the largest divisor d of ``num_chains``,
+    at most ``cores`` (default :func:`usable_cores`), that leaves every device at least
+    :data:`MIN_SITES_PER_DEVICE` sites (num_chains/d · ``volume``); 1 when ``samplers``, those
+    whose chains the job splits over the devices, is empty.
+
+    Why: JAX runs a CPU program on one device, whose fusions XLA splits over threads only when
+    they are large; one device per core with the chains split over them
+    (:mod:`trivflow.hmc.sharding`, the same numbers bit for bit) keeps every core busy at
+    L = 16–64 (docs/performance.md). Work that is not split (training, imh, nuts) runs on the
+    first device."""
+    if setting != "auto":
+        return int(setting)
+    if not samplers:
+        return 1
+    cores = usable_cores() if cores is None else max(1, cores)
+    return max(d for d in range(1, cores + 1)
+               if d == 1 or (num_chains % d == 0 and num_chains // d * volume >= MIN_SITES_PER_DEVICE))
+
+
+def configure_cpu_devices(count: int, *, auto: bool = False) -> int:
+    """Ask JAX for ``count`` CPU devices (``jax_num_cpu_devices``) and return how many it has.
+
+    This works only before JAX starts its backends (the first array or device query of the
+    process); after that — a library call or a test in the same process — the devices JAX
+    started with are kept, with a log line when they differ. ``auto``: the count was not asked
+    for by the user, so an ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` of theirs wins."""
+    import jax
+    from jax._src import xla_bridge
+
+    if not (auto and _XLA_CPU_DEVICES_FLAG in os.environ.get("XLA_FLAGS", "")) \
+            and not xla_bridge.backends_are_initialized():
+        jax.config.update("jax_num_cpu_devices", int(count))
+    try:
+        have = len(jax.devices("cpu"))
+    except RuntimeError:  # JAX_PLATFORMS without cpu: there are no CPU devices to set
+        return 0
+    if auto and _XLA_CPU_DEVICES_FLAG in os.environ.get("XLA_FLAGS", ""):
+        return have
+    if have != count:
+        log = logging.getLogger(__name__)
+        (log.info if auto else log.warning)(
+            "cpu_devices=%d not applied: JAX started earlier in this process with %d CPU device(s)", count, have)
+    return have
+
+
+def cpu_devices_options(cfg, volume: int, samplers) -> dict:
+    """:func:`configure_jax`'s ``cpu_devices`` arguments from a job's config (key ``cpu_devices``,
+    ``sampler.num_chains``): ``volume`` its lattice's sites, ``samplers`` those whose chains it
+    splits over the devices (:func:`cpu_device_count`)."""
+    setting = cfg.get("cpu_devices", "auto")
+    return {"cpu_devices": cpu_device_count(setting, cfg.sampler.num_chains, volume, samplers),
+            "cpu_devices_auto": setting == "auto"}
+
+
 def configure_jax(precision: str = "float64", platform_name: str | None = None,
-                  compile_cache: str | None = None, cache_max_gb: float | None = None) -> dict:
+                  compile_cache: str | None = None, cache_max_gb: float | None = None,
+                  cpu_devices: int | None = None, cpu_devices_auto: bool = False) -> dict:
     """Apply precision, platform and the persistent compilation cache before any JAX array exists
     (docs/reference/configuration.md), and return the devices JAX will use, ``{"platform",
     "device_kind", "devices"}`` (results.json ``device``). ``compile_cache``: as in
     :func:`configure_compile_cache` (None here leaves it off; the application's key
     ``compile_cache`` defaults to ``"default"``), bounded to ``cache_max_gb`` GiB (None: no bound;
-    the application's ``compile_cache_max_gb`` defaults to 2).
+    the application's ``compile_cache_max_gb`` defaults to 2). ``cpu_devices``: the number of
+    CPU devices (:func:`configure_cpu_devices`, ``cpu_devices_auto`` its ``auto``); None leaves
+    JAX's default (one).
 
     Raises ``ValueError`` when ``platform_name`` is set and JAX has no such device (instead of
     running elsewhere), listing the devices it sees."""
@@ -93,6 +174,8 @@ def configure_jax(precision: str = "float64", platform_name: str | None = None,
 
     jax.config.update("jax_enable_x64", precision == "float64")
     configure_compile_cache(compile_cache, cache_max_gb)
+    if cpu_devices is not None and platform_name in (None, "cpu"):
+        configure_cpu_devices(cpu_devices, auto=cpu_devices_auto)
     if platform_name:
         previous = jax.config.jax_platforms
         jax.config.update("jax_platforms", platform_name)

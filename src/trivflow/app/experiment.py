@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from ..state import atomic_savez, atomic_write_text, config_fingerprint, read_me
 from ..theory import THEORIES, flow_family
 from . import rundir
 from .config import FLOW_SAMPLERS, SAMPLER_KEYS, TRAIN_KEYS, checkpoint_dir, config_keys, sampler_specs, validate
-from .environment import beta_source, configure_jax, results_header
+from .environment import beta_source, configure_jax, cpu_device_count, cpu_devices_options, results_header
 
 log = logging.getLogger("trivflow")
 
@@ -330,21 +331,34 @@ def compose_trained(g1: TrainedFlow, g2: TrainedFlow) -> TrainedFlow:
     return TrainedFlow(compose_flows(g1.flow, g2.flow), {**g2.config, "coarse": g1.config}, training)
 
 
+def _chain_devices(cfg, volume: int, split, platform: str):
+    """The devices the hmc/fhmc chains are split over: all of them (None), or under
+    ``cpu_devices=auto`` on CPU the first :func:`~trivflow.app.environment.cpu_device_count` of
+    those JAX has, so that a process that started JAX with more devices than this job wants (a
+    multirun sweep, a library caller) uses fewer instead of refusing ``sampler.num_chains``."""
+    import jax
+
+    if not split or platform != "cpu" or cfg.get("cpu_devices", "auto") != "auto":
+        return None
+    devices = jax.devices()
+    return devices[:cpu_device_count("auto", cfg.sampler.num_chains, volume, split, cores=len(devices))]
+
+
 def run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: bool,
-                state_path: Path | None = None):
+                state_path: Path | None = None, devices=None):
     """Run one sampler on ``theory``; returns the driver's ChainResult.
 
     ``state_path``: resumable state of hmc, fhmc and imh (written every
     ``sampler.checkpoint_every`` chunks, continued from when it exists, checked against the
     config's fingerprint). NUTS is one NumPyro call and is not resumable (it reruns, with the
-    same result). ``sampler.shard``: split the hmc/fhmc chains over all devices.
+    same result). ``sampler.shard``: split the hmc/fhmc chains over ``devices`` (None: all).
 
     Raises ``ValueError`` when the chains do not move (``sampler.min_acceptance``), naming the
     keys to change."""
     from ..hmc.driver import FrozenChainsError
 
     try:
-        return _run_sampler(name, cfg, theory, flow, progress=progress, state_path=state_path)
+        return _run_sampler(name, cfg, theory, flow, progress=progress, state_path=state_path, devices=devices)
     except FrozenChainsError as err:
         raise ValueError(f"{err}; {_frozen_advice(name, cfg.sampler)}") from None
 
@@ -373,7 +387,8 @@ def _kernel_options(s, theory) -> dict:
     return {"metric": metric, "momentum_draw": s.momentum_draw}
 
 
-def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: bool, state_path: Path | None):
+def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: bool, state_path: Path | None,
+                 devices=None):
     import jax
 
     from .. import hmc
@@ -392,7 +407,7 @@ def _run_sampler(name: str, cfg, theory, flow: TrainedFlow | None, *, progress: 
                      fingerprint=None if state_path is None else config_fingerprint(cfg))
     hmc_args = dict(step_size=s.traj_length / s.num_steps, num_traj=s.num_traj, num_therm=s.num_therm,
                     meas_every=s.meas_every, chunk_size=s.chunk_size, progress=progress, desc=desc,
-                    devices=None if s.shard else jax.devices()[:1], min_acceptance=s.min_acceptance or None,
+                    devices=devices if s.shard else jax.devices()[:1], min_acceptance=s.min_acceptance or None,
                     adapt=DualAveraging(target=s.target_accept) if s.adapt_step_size else None, **resumable)
     options = _kernel_options(s, theory)
     if name == "hmc":
@@ -466,8 +481,11 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
 
     from .resources import check_memory
 
+    # the samplers whose chains are split over the devices
+    split = {spec.sampler for spec in sampler_specs(cfg) if spec.sampler in ("hmc", "fhmc") and cfg.sampler.shard}
     device = configure_jax(cfg.precision, cfg.platform, cfg.get("compile_cache"),
-                           cache_max_gb=cfg.get("compile_cache_max_gb"))
+                           cache_max_gb=cfg.get("compile_cache_max_gb"),
+                           **cpu_devices_options(cfg, math.prod(theory.shape), split))
     device["memory_estimate"] = check_memory(cfg, theory, jax.devices()[0],
                                              float_bytes=8 if cfg.precision == "float64" else 4)
     from ..lattice.observables import default_plateau
@@ -477,12 +495,13 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
     log.info("lattice %s: beta %s", theory, beta_note)
     if "off the line" in beta_note:
         log.warning("beta=%g at L=%d: %s", theory.beta, theory.L, beta_note)
-    if cfg.sampler.shard and any(spec.sampler in ("hmc", "fhmc") for spec in sampler_specs(cfg)):
+    chain_devices = _chain_devices(cfg, math.prod(theory.shape), split, device["platform"])
+    if split:
         # before any compute: the chains must divide over the devices
         from ..hmc.driver import chain_shardings
 
         with config_keys(SAMPLER_KEYS):
-            chain_shardings(None, cfg.sampler.num_chains)
+            chain_shardings(chain_devices, cfg.sampler.num_chains)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     # ξ does not change with the volume at fixed β, so extra volumes use the main lattice's plateau
@@ -496,7 +515,7 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
         th = job.theory
         log.info("%s: %s, %s, %d chains x %d", cfg.experiment, job.label, th, cfg.sampler.num_chains,
                  cfg.sampler.num_traj)
-        result = run_sampler(job.sampler, cfg, th, flows.get(job.prior), progress=cfg.progress,
+        result = run_sampler(job.sampler, cfg, th, flows.get(job.prior), progress=cfg.progress, devices=chain_devices,
                              state_path=out_dir / job.state_path)
         runs[job.label] = summarize_run(result, th, sampler=job.sampler, s_tau=cfg.analysis.s_tau, plateau=plateau)
         runs[job.label]["lattice"] = th.to_dict()

@@ -29,11 +29,12 @@ def run_tune_beta(cfg, out_dir) -> dict:
     and ``runs.point<i>``, the full run block of every measurement; and ``plots/tune_beta.png``.
     """
     from ..plots import plot_tuning
-    from .environment import configure_jax, results_header
+    from .environment import configure_jax, cpu_devices_options, results_header
 
     theory = validate(cfg)  # includes validate_tune: every check before compute
     device = configure_jax(cfg.precision, cfg.platform, cfg.get("compile_cache"),
-                           cache_max_gb=cfg.get("compile_cache_max_gb"))
+                           cache_max_gb=cfg.get("compile_cache_max_gb"),
+                           **cpu_devices_options(cfg, math.prod(theory.shape), {"hmc"}))  # its HMC chains are split
     import jax
 
     from ..lattice.observables import default_plateau
