@@ -131,16 +131,14 @@ def configure_cpu_devices(count: int, *, auto: bool = False) -> int:
     import jax
     from jax._src import xla_bridge
 
-    if not (auto and _XLA_CPU_DEVICES_FLAG in os.environ.get("XLA_FLAGS", "")) \
-            and not xla_bridge.backends_are_initialized():
+    users_flag = auto and _XLA_CPU_DEVICES_FLAG in os.environ.get("XLA_FLAGS", "")
+    if not users_flag and not xla_bridge.backends_are_initialized():
         jax.config.update("jax_num_cpu_devices", int(count))
     try:
         have = len(jax.devices("cpu"))
     except RuntimeError:  # JAX_PLATFORMS without cpu: there are no CPU devices to set
         return 0
-    if auto and _XLA_CPU_DEVICES_FLAG in os.environ.get("XLA_FLAGS", ""):
-        return have
-    if have != count:
+    if have != count and not users_flag:
         log = logging.getLogger(__name__)
         (log.info if auto else log.warning)(
             "cpu_devices=%d not applied: JAX started earlier in this process with %d CPU device(s)", count, have)
