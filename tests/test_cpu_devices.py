@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 
 import trivflow
 from trivflow.app.config import register_configs, validate
-from trivflow.app.environment import MIN_SITES_PER_DEVICE, cpu_device_count
+from trivflow.app.environment import MIN_SITES_PER_DEVICE, cpu_device_count, usable_cores
 from trivflow.app.experiment import run
 
 CONF = str(Path(trivflow.__file__).parent / "conf")
@@ -99,3 +99,11 @@ def test_chains_split_over_two_cpu_devices_equal_one_device(tmp_path):
                 np.testing.assert_array_equal(b, a, err_msg=f"{group}/{name}")
             compared += 1
     assert compared >= 5
+
+
+def test_usable_cores_respect_a_cgroup_quota(tmp_path):
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("150000 100000\n")  # 1.5 CPUs: two devices at most
+    assert usable_cores(cpu_max) == min(2, usable_cores(tmp_path / "missing"))
+    cpu_max.write_text("max 100000\n")
+    assert usable_cores(cpu_max) == usable_cores(tmp_path / "missing") >= 1

@@ -4,6 +4,7 @@ versions, the results.json header shared by every task, and where β comes from.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import platform
 import sys
@@ -83,13 +84,21 @@ def _stamp_unbounded_entries(path: Path) -> None:
 _XLA_CPU_DEVICES_FLAG = "xla_force_host_platform_device_count"
 
 
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask; ``os.cpu_count()`` where the
-    platform has none)."""
+def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The logical CPUs this process may run on: its affinity mask (``os.cpu_count()`` where the
+    platform has none), at most its cgroup v2 CPU quota (``cpu.max`` = "quota period", rounded
+    up; a container limited to 2 CPUs on a 64-CPU host counts 2)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        count = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
+        count = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            count = min(count, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):  # no cgroup v2 limit here
+        pass
+    return max(1, count)
 
 
 #: ``cpu_devices=auto`` splits chains over CPU devices only when every device gets at least this
