@@ -117,6 +117,7 @@ class JaxRunner:
             self.key, self.kernel, self.positions, self.params, step_size=self.args.traj_length / self.args.num_steps,
             num_traj=num_traj, num_therm=0, measure_fn=self.measure_fn, chunk_size=self.chunk,
             progress=False, chain_keys=keys,
+            devices=None if self.sharded else jax.devices()[:1],  # chains that do not divide: one device
         )
         cpu = time.process_time() - cpu0
         self.positions = res.final_state.position
