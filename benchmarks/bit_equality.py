@@ -35,9 +35,16 @@ RUNS = {
 }
 
 
+def _is_timing(key: str) -> bool:
+    """A wall-clock figure: listed in :data:`TIMINGS`, or any key naming seconds (``setup_seconds``,
+    ``amortised_seconds_per_indep``, the multilevel tower's ``train_seconds`` …)."""
+    return key in TIMINGS or "seconds" in key
+
+
 def _strip(x):
     if isinstance(x, dict):  # "ensemble": the path of a prior ensemble, in a temporary directory
-        return {k: _strip(v) for k, v in x.items() if k not in TIMINGS and not (k == "ensemble" and isinstance(v, str))}
+        return {k: _strip(v) for k, v in x.items()
+                if not _is_timing(k) and not (k == "ensemble" and isinstance(v, str))}
     if isinstance(x, list):
         return [_strip(v) for v in x]
     return x
