@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 
 import trivflow
 from trivflow.app.config import register_configs, validate
-from trivflow.app.environment import MIN_SITES_PER_DEVICE, cpu_device_count, usable_cores
+from trivflow.app.environment import MIN_SITES_PER_DEVICE, MIN_SITES_PER_DEVICE_FHMC, cpu_device_count, usable_cores
 from trivflow.app.experiment import run
 
 CONF = str(Path(trivflow.__file__).parent / "conf")
@@ -41,6 +41,9 @@ def compose_cfg(overrides):
         ("auto", 6, 4096, {"fhmc"}, 4, 3),  # the largest divisor up to the cores
         ("auto", 64, 4096, set(), 8, 1),  # nothing split (imh, nuts, sampler.shard=false)
         ("auto", 8, 1024, {"hmc"}, 8, 2),  # 4 devices would leave 2048 sites each
+        ("auto", 64, 64, {"fhmc", "hmc"}, 2, 2),  # fhmc: 2048 sites per device suffice
+        ("auto", 64, 64, {"hmc"}, 2, 1),  # hmc alone: not
+        ("auto", 8, 256, {"fhmc"}, 2, 1),  # 1024 sites per device: too few for fhmc too
     ],
 )
 def test_auto_splits_chains_where_every_device_has_enough_sites(setting, num_chains, volume, samplers, cores,
@@ -48,7 +51,8 @@ def test_auto_splits_chains_where_every_device_has_enough_sites(setting, num_cha
     n = cpu_device_count(setting, num_chains, volume, samplers, cores=cores)
     assert n == expected
     if setting == "auto" and n > 1:
-        assert num_chains % n == 0 and num_chains // n * volume >= MIN_SITES_PER_DEVICE
+        least = MIN_SITES_PER_DEVICE_FHMC if "fhmc" in samplers else MIN_SITES_PER_DEVICE
+        assert num_chains % n == 0 and num_chains // n * volume >= least
 
 
 @pytest.mark.parametrize(

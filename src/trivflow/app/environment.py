@@ -101,11 +101,15 @@ def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return max(1, count)
 
 
-#: ``cpu_devices=auto`` splits chains over CPU devices only when every device gets at least this
-#: many lattice sites (chains per device × volume): below it the split chunks of HMC ran slower
-#: than one device's (benchmarks/hmc.py --host-devices 2 on 2 cores: L = 8 with 8 chains 3.5×,
-#: with 32 chains 1.4× slower; from 4096 sites per device equal or up to 1.8× faster).
+#: ``cpu_devices=auto`` splits hmc chains over CPU devices only when every device gets at least
+#: this many lattice sites (chains per device × volume): below it the split chunks of HMC ran
+#: slower than one device's (benchmarks/hmc.py --host-devices 2 on 2 cores: L = 8 with 8 chains
+#: 3.5×, with 32 chains 1.4× slower; from 4096 sites per device equal or up to 1.8× faster).
 MIN_SITES_PER_DEVICE = 4096
+#: the same for jobs that split fhmc chains, ≈ 4× HMC's work per site: at 2048 sites per device
+#: FHMC ran 1.65–1.75× faster split (run_all --host-devices 2: L = 8 with 64 chains, L = 16 with
+#: 16), HMC beside it 0.93–1.15×; at 1024 FHMC gained 1.1×, HMC lost 0.86×
+MIN_SITES_PER_DEVICE_FHMC = 2048
 
 
 def cpu_device_count(setting, num_chains: int, volume: int, samplers, cores: int | None = None) -> int:
@@ -113,8 +117,9 @@ def cpu_device_count(setting, num_chains: int, volume: int, samplers, cores: int
 
     ``setting`` a positive int: that many. ``"auto"``: the largest divisor d of ``num_chains``,
     at most ``cores`` (default :func:`usable_cores`), that leaves every device at least
-    :data:`MIN_SITES_PER_DEVICE` sites (num_chains/d · ``volume``); 1 when ``samplers``, those
-    whose chains the job splits over the devices, is empty.
+    :data:`MIN_SITES_PER_DEVICE` sites (num_chains/d · ``volume``; :data:`MIN_SITES_PER_DEVICE_FHMC`
+    when ``samplers``, those whose chains the job splits over the devices, include fhmc); 1 when
+    ``samplers`` is empty.
 
     Why: JAX runs a CPU program on one device, whose fusions XLA splits over threads only when
     they are large; one device per core with the chains split over them
@@ -125,9 +130,10 @@ def cpu_device_count(setting, num_chains: int, volume: int, samplers, cores: int
         return int(setting)
     if not samplers:
         return 1
+    least = MIN_SITES_PER_DEVICE_FHMC if "fhmc" in samplers else MIN_SITES_PER_DEVICE
     cores = usable_cores() if cores is None else max(1, cores)
     return max(d for d in range(1, cores + 1)
-               if d == 1 or (num_chains % d == 0 and num_chains // d * volume >= MIN_SITES_PER_DEVICE))
+               if d == 1 or (num_chains % d == 0 and num_chains // d * volume >= least))
 
 
 def configure_cpu_devices(count: int, *, auto: bool = False) -> int:
