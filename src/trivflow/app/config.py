@@ -371,6 +371,12 @@ def sampler_specs(c) -> list[SamplerSpec]:
     return [parse_sampler(n) for n in [c.sampler.name, *c.baselines]]
 
 
+def split_samplers(c) -> set[str]:
+    """The samplers of the run whose chains are split over the devices (hmc and fhmc, with
+    ``sampler.shard``): what ``cpu_devices`` is about."""
+    return {spec.sampler for spec in sampler_specs(c) if spec.sampler in ("hmc", "fhmc") and c.sampler.shard}
+
+
 def needs_flow(c) -> bool:
     """Whether any sampler of the run uses a flow."""
     return any(spec.sampler in FLOW_SAMPLERS for spec in sampler_specs(c))
@@ -530,8 +536,7 @@ def _check_cpu_devices(c) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         _fail("cpu_devices", value, "auto (one device per core where the chains divide over them) or an integer >= 1")
-    if (value > 1 and c.sampler.shard and c.platform in (None, "cpu") and c.sampler.num_chains % value
-            and any(spec.sampler in ("hmc", "fhmc") for spec in sampler_specs(c))):
+    if value > 1 and c.platform in (None, "cpu") and c.sampler.num_chains % value and split_samplers(c):
         _fail("cpu_devices", value, f"a divisor of sampler.num_chains={c.sampler.num_chains} (the chains are split "
               "over the devices), auto, or sampler.shard=false")
 

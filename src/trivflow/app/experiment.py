@@ -24,7 +24,16 @@ from ..formatting import paren, paren_pair, plain, ratio
 from ..state import atomic_savez, atomic_write_text, config_fingerprint, read_meta, replace_dir, temporary_dir
 from ..theory import THEORIES, flow_family
 from . import rundir
-from .config import FLOW_SAMPLERS, SAMPLER_KEYS, TRAIN_KEYS, checkpoint_dir, config_keys, sampler_specs, validate
+from .config import (
+    FLOW_SAMPLERS,
+    SAMPLER_KEYS,
+    TRAIN_KEYS,
+    checkpoint_dir,
+    config_keys,
+    sampler_specs,
+    split_samplers,
+    validate,
+)
 from .environment import beta_source, configure_jax, cpu_device_count, cpu_devices_options, results_header
 
 log = logging.getLogger("trivflow")
@@ -481,8 +490,7 @@ def _run(cfg: DictConfig, theory, out_dir: Path) -> dict:
 
     from .resources import check_memory
 
-    # the samplers whose chains are split over the devices
-    split = {spec.sampler for spec in sampler_specs(cfg) if spec.sampler in ("hmc", "fhmc") and cfg.sampler.shard}
+    split = split_samplers(cfg)
     device = configure_jax(cfg.precision, cfg.platform, cfg.get("compile_cache"),
                            cache_max_gb=cfg.get("compile_cache_max_gb"),
                            **cpu_devices_options(cfg, math.prod(theory.shape), split))
